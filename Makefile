@@ -1,0 +1,37 @@
+# Every target installs what it needs: a .venv with the project (editable) and, for the
+# targets that start a real Prometheus, the Debian package when it is missing and apt is usable.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help venv prometheus run test lint typecheck unit bench evaluate dashboards clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)  ## create .venv with the project and its dev tools
+
+prometheus:  ## install Debian's prometheus (server + promtool) when missing
+	@scripts/ensure-prometheus.sh
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check energyd adapter tests bench dashboards
+
+typecheck: $(STAMP)  ## mypy --strict on the packages
+	$(BIN)/mypy
+
+unit: $(STAMP) prometheus  ## pytest
+	$(BIN)/pytest -q
+
+test: lint typecheck unit  ## ruff, mypy and pytest (what CI runs)
+
+# The targets below are filled in by the issues that own them.
+bench: $(STAMP)  ## benchmarks: energyd sampling, solver times, simulator speed
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,0 +1,40 @@
+"""The adapter's error tree; the API maps each class to one status code.
+
+AdapterError
+├── ProfileError      a profile file or object breaks the schema       (422)
+├── QueryError        Prometheus unreachable or answered badly         (503, degraded)
+├── InfeasibleError   no configuration meets the constraints           (200, feasible=false)
+└── ActuationError    the Kubernetes API refused or failed a patch     (502)
+"""
+
+from __future__ import annotations
+
+
+class AdapterError(Exception):
+    """Base of every error the adapter raises on purpose."""
+
+
+class ProfileError(AdapterError):
+    """A profile breaks the rules; the message names the file, the field and why."""
+
+    def __init__(self, source: str, field: str, why: str) -> None:
+        super().__init__(f"{source}: {field}: {why}")
+        self.source = source
+        self.field = field
+        self.why = why
+
+
+class QueryError(AdapterError):
+    """Prometheus could not answer."""
+
+
+class InfeasibleError(AdapterError):
+    """No configuration satisfies the constraints; `binding` is "latency" or "throughput"."""
+
+    def __init__(self, binding: str, message: str) -> None:
+        super().__init__(message)
+        self.binding = binding
+
+
+class ActuationError(AdapterError):
+    """A reconfiguration could not be applied."""

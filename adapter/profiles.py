@@ -1,0 +1,141 @@
+"""Profile files (shared/interfaces.md): per stage and variant, accuracy, cores, idle power and
+measured batch points. Validated with pydantic; a bad file is refused naming file, field, why."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from adapter.errors import ProfileError
+
+PROFILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class BatchPoint(BaseModel):
+    """One measured batch size of one variant (one replica)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(ge=1)
+    latency_s: float = Field(gt=0)
+    throughput_rps: float | None = Field(default=None, gt=0)
+    energy_per_request_j: float = Field(ge=0)
+
+    @property
+    def replica_throughput_rps(self) -> float:
+        """Measured throughput of one replica; `size / latency_s` when it was not measured."""
+        return self.throughput_rps if self.throughput_rps is not None else self.size / self.latency_s
+
+
+class Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    accuracy: float = Field(gt=0, le=100)
+    accuracy_source: str | None = None
+    cores: float = Field(gt=0)
+    idle_power_w: float = Field(ge=0)
+    batches: tuple[BatchPoint, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _sizes_unique_and_sorted(self) -> Variant:
+        sizes = [b.size for b in self.batches]
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"batch sizes must be unique, got {sizes}")
+        if sizes != sorted(sizes):
+            object.__setattr__(self, "batches", tuple(sorted(self.batches, key=lambda b: b.size)))
+        return self
+
+    def batch(self, size: int) -> BatchPoint:
+        for point in self.batches:
+            if point.size == size:
+                return point
+        raise KeyError(f"variant {self.name} has no measured batch size {size}")
+
+
+class Stage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    variants: tuple[Variant, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Stage:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        return self
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(f"stage {self.name} has no variant {name}")
+
+
+class Profile(BaseModel):
+    """One pipeline: its stages in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pipeline: str = Field(min_length=1)
+    measured_on: str | None = None
+    stages: tuple[Stage, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _stage_names_unique(self) -> Profile:
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        return self
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def parse_profile(data: Any, source: str = "<profile>") -> Profile:
+    """Validate a decoded profile object. Raises ProfileError naming source, field and why."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(source, "(top level)", "a profile must be a mapping with pipeline and stages")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ProfileError(source, _field_path(tuple(first["loc"])), first["msg"]) from exc
+
+
+def load_profile(path: Path) -> Profile:
+    """Read one YAML or JSON profile file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(str(path), "(file)", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ProfileError(str(path), "(file)", f"not valid {path.suffix[1:].upper()}: {exc}") from exc
+    return parse_profile(data, str(path))
+
+
+def load_profiles(directory: Path) -> dict[str, Profile]:
+    """Every *.yaml, *.yml and *.json in `directory`, keyed by pipeline name."""
+    if not directory.is_dir():
+        raise ProfileError(str(directory), "(directory)", "not a directory")
+    profiles: dict[str, Profile] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix not in PROFILE_SUFFIXES or not path.is_file():
+            continue
+        profile = load_profile(path)
+        if profile.pipeline in profiles:
+            raise ProfileError(str(path), "pipeline", f"duplicate pipeline name {profile.pipeline!r}")
+        profiles[profile.pipeline] = profile
+    return profiles
