@@ -1,0 +1,255 @@
+"""A discrete-event simulation of one pipeline on a cluster, behind the adapter's LoadHistory and
+Actuator seams so that the real AdaptLoop drives it.
+
+The model (docs/simulator.md has the why of each choice):
+- Each stage has one FIFO batching queue feeding `replicas` identical servers of one variant.
+  A free server takes a batch when `batch` requests wait, or takes what waits (a partial batch)
+  once the oldest has waited `batch_timeout_s`, like IPA's central queue with max_batch_time.
+- A batch of k requests takes the variant's latency at size k, interpolated linearly between the
+  measured sizes (clamped outside them); each request costs energy_per_request_j at size k.
+- A request that has waited more than `drop_timeout_s` in a stage queue is dropped when it
+  reaches the head of the queue; one served more than `sla_s` after its arrival is late.
+- A decision takes effect `switch_delay_s` after the actuator receives it; in-flight batches
+  finish on the servers that started them. The first decision takes effect at once (the pipeline
+  was deployed before the trace starts).
+- Idle energy: Σ replicas · idle_power_w of the configuration in force, over the whole run
+  (until the last request leaves); dynamic energy: the per-request energy of every batch served,
+  also by a stage whose requests a later stage drops.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from adapter.errors import ActuationError, QueryError
+from adapter.loop import RateSample
+from adapter.problem import Decision
+from adapter.profiles import Profile, Variant
+
+logger = logging.getLogger(__name__)
+
+_TICK, _SWITCH, _DONE, _TIMER = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    sla_s: float
+    switch_delay_s: float = 5.0
+    batch_timeout_s: float = 1.0
+    drop_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    variant: Variant
+    batch: int
+    replicas: int
+
+
+@dataclass(frozen=True)
+class SimStats:
+    requests: int
+    served: int
+    dropped: int
+    late: int
+    latencies_s: npt.NDArray[np.float64]  # end-to-end, of the served requests
+    dynamic_energy_j: float
+    idle_energy_j: float
+    horizon_s: float  # from 0 until the last request left the pipeline (at least the trace)
+    cores_mean: float  # time-weighted over the horizon
+    pas_mean: float  # time-weighted over the horizon
+    switches: int  # configurations that took effect
+
+
+class _VariantTable:
+    """Latency and energy per request of every batch size 1..max, interpolated once."""
+
+    def __init__(self, variant: Variant, max_batch: int) -> None:
+        sizes = np.array([p.size for p in variant.batches], dtype=float)
+        ks = np.arange(max_batch + 1, dtype=float)
+        self.latency_s = np.interp(ks, sizes, [p.latency_s for p in variant.batches]).tolist()
+        self.energy_j = np.interp(ks, sizes, [p.energy_per_request_j for p in variant.batches]).tolist()
+
+
+class SimCluster:
+    """Replays `arrivals_s` (sorted) through `profile`'s stages. Implements LoadHistory and
+    Actuator; `run(on_tick, interval_s)` calls `on_tick(now_s)` every interval from t = 0."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        counts: Sequence[int],
+        arrivals_s: npt.NDArray[np.float64],
+        settings: ClusterSettings,
+        warm_rps: float | None = None,
+    ) -> None:
+        if len(arrivals_s) != sum(counts):
+            raise ValueError(f"{len(arrivals_s)} arrival times for a trace of {sum(counts)} requests")
+        self.profile = profile
+        self.settings = settings
+        self._counts = list(counts)
+        self._arrivals_s = arrivals_s
+        # Before t = 0 the pipeline is taken to have seen the trace's first second all along.
+        self._warm_rps = float(counts[0]) if warm_rps is None else warm_rps
+        max_batch = max(p.size for s in profile.stages for v in s.variants for p in v.batches)
+        self._tables = {
+            (si, v.name): _VariantTable(v, max_batch)
+            for si, s in enumerate(profile.stages)
+            for v in s.variants
+        }
+        self.now_s = 0.0
+        self._config: list[StageConfig] | None = None
+        self._last_scheduled: tuple[StageConfig, ...] | None = None
+        self._events: list[tuple[float, int, int, int, object]] = []
+        self._seq = 0
+
+    # LoadHistory
+    def request_rate_history(self, pipeline: str, now_s: float, window_s: float) -> Sequence[RateSample]:
+        """Per-second arrival counts of the seconds completed in (now_s - window_s, now_s]."""
+        if pipeline != self.profile.pipeline:
+            raise QueryError(f"no pipeline {pipeline!r} in the simulated cluster")
+        first = int(np.floor(now_s - window_s)) + 1
+        last = int(np.floor(now_s))  # second t is complete at t + 1 <= now_s
+        return [
+            (float(t + 1), float(self._counts[t]) if t >= 0 else self._warm_rps)
+            for t in range(first - 1, last)
+            if t < len(self._counts)
+        ]
+
+    # Actuator
+    def apply(self, pipeline: str, decision: Decision) -> bool:
+        if pipeline != self.profile.pipeline:
+            raise ActuationError(f"no pipeline {pipeline!r} in the simulated cluster")
+        try:
+            config = tuple(
+                StageConfig(stage.variant(choice.variant), choice.batch, choice.replicas)
+                for stage, choice in zip(self.profile.stages, decision.stages, strict=True)
+            )
+        except (KeyError, ValueError) as exc:
+            raise ActuationError(f"decision does not fit the profile: {exc}") from exc
+        if config == self._last_scheduled:
+            return False
+        self._last_scheduled = config
+        delay = 0.0 if self._config is None else self.settings.switch_delay_s
+        self._push(self.now_s + delay, _SWITCH, 0, config)
+        return True
+
+    def _push(self, time_s: float, kind: int, stage: int, data: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (time_s, self._seq, kind, stage, data))
+
+    def run(self, on_tick: Callable[[float], object], interval_s: float) -> SimStats:
+        duration_s = float(len(self._counts))
+        n_stages = len(self.profile.stages)
+        tick = 0.0
+        while tick < duration_s:
+            self._push(tick, _TICK, 0, None)
+            tick += interval_s
+        queues: list[deque[tuple[float, int]]] = [deque() for _ in range(n_stages)]
+        busy = [0] * n_stages
+        timer_at: list[float | None] = [None] * n_stages
+        arrivals = self._arrivals_s.tolist()
+        done_s = [0.0] * len(arrivals)
+        served_ids: list[int] = []
+        settings = self.settings
+        dropped = 0
+        dynamic_j = 0.0
+        switches = 0
+        # Time integrals of the configuration in force: idle watts, cores, PAS.
+        last_t = 0.0
+        idle_w = cores = pas = 0.0
+        idle_j = cores_s = pas_s = 0.0
+
+        def dispatch(s: int, now: float) -> None:
+            nonlocal dropped, dynamic_j
+            if self._config is None:
+                return
+            cfg = self._config[s]
+            q = queues[s]
+            table = self._tables[(s, cfg.variant.name)]
+            while busy[s] < cfg.replicas and q:
+                while q and now - q[0][0] > settings.drop_timeout_s:
+                    q.popleft()
+                    dropped += 1
+                if not q:
+                    return
+                if len(q) >= cfg.batch or now - q[0][0] >= settings.batch_timeout_s - 1e-12:
+                    k = min(len(q), cfg.batch)
+                    batch = [q.popleft()[1] for _ in range(k)]
+                    dynamic_j += k * table.energy_j[k]
+                    busy[s] += 1
+                    self._push(now + table.latency_s[k], _DONE, s, batch)
+                else:
+                    fire = q[0][0] + settings.batch_timeout_s
+                    if timer_at[s] != fire:
+                        timer_at[s] = fire
+                        self._push(fire, _TIMER, s, None)
+                    return
+
+        i, n = 0, len(arrivals)
+        events = self._events
+        while events or i < n:
+            if i < n and (not events or arrivals[i] < events[0][0]):
+                now = arrivals[i]
+                self.now_s = now
+                queues[0].append((now, i))
+                i += 1
+                dispatch(0, now)
+                continue
+            now, _, kind, s, data = heapq.heappop(events)
+            self.now_s = now
+            if kind == _DONE:
+                busy[s] -= 1
+                batch_ids: list[int] = data  # type: ignore[assignment]
+                if s + 1 < n_stages:
+                    queues[s + 1].extend((now, rid) for rid in batch_ids)
+                    dispatch(s + 1, now)
+                else:
+                    for rid in batch_ids:
+                        done_s[rid] = now
+                    served_ids.extend(batch_ids)
+                dispatch(s, now)
+            elif kind == _TIMER:
+                if timer_at[s] == now:
+                    timer_at[s] = None
+                    dispatch(s, now)
+            elif kind == _TICK:
+                on_tick(now)
+            else:
+                idle_j += idle_w * (now - last_t)
+                cores_s += cores * (now - last_t)
+                pas_s += pas * (now - last_t)
+                last_t = now
+                self._config = list(data)  # type: ignore[call-overload]
+                idle_w = sum(c.replicas * c.variant.idle_power_w for c in self._config)
+                cores = sum(c.replicas * c.variant.cores for c in self._config)
+                pas = 100.0 * float(np.prod([c.variant.accuracy / 100.0 for c in self._config]))
+                switches += 1
+                for stage in range(n_stages):
+                    dispatch(stage, now)
+        horizon_s = max(duration_s, self.now_s)
+        idle_j += idle_w * (horizon_s - last_t)
+        cores_s += cores * (horizon_s - last_t)
+        pas_s += pas * (horizon_s - last_t)
+        ids = np.asarray(served_ids, dtype=np.int64)
+        latencies = np.asarray(done_s)[ids] - self._arrivals_s[ids]
+        return SimStats(
+            requests=n,
+            served=len(served_ids),
+            dropped=dropped,
+            late=int(np.count_nonzero(latencies > settings.sla_s)),
+            latencies_s=latencies,
+            dynamic_energy_j=dynamic_j,
+            idle_energy_j=idle_j,
+            horizon_s=horizon_s,
+            cores_mean=cores_s / horizon_s,
+            pas_mean=pas_s / horizon_s,
+            switches=switches,
+        )
