@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv prometheus run test lint typecheck unit bench evaluate dashboards clean
+.PHONY: help venv prometheus run test lint typecheck unit bench evaluate dashboards rules clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -35,3 +35,10 @@ test: lint typecheck unit  ## ruff, mypy and pytest (what CI runs)
 # The targets below are filled in by the issues that own them.
 bench: $(STAMP)  ## benchmarks: energyd sampling, solver times, simulator speed
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+dashboards: $(STAMP)  ## write the Grafana dashboards' JSON to dashboards/out/
+	$(BIN)/python -m dashboards.generate --out dashboards/out
+
+rules: prometheus  ## promtool: check and unit-test the Prometheus rules in deploy/prometheus/
+	promtool check rules deploy/prometheus/rules.yaml
+	cd deploy/prometheus && promtool test rules rules.test.yaml

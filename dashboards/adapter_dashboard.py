@@ -1,0 +1,129 @@
+"""adapter dashboard: decisions over time (variant, replicas, batch), predicted vs observed load,
+energy per request per stage and variant, latency against the SLA, and degraded status."""
+
+from __future__ import annotations
+
+from grafanalib.core import Dashboard, Templating, Time
+
+from dashboards.panels import datasource_variable, grid, label_variable, stat, state_timeline, timeseries
+
+UID = "energyd-adapter"
+PIPE = 'pipeline=~"$pipeline"'
+# Seldon Core v1 executor metrics name the SeldonDeployment in `deployment_name`; the example
+# pipeline names its SeldonDeployment after the profile's pipeline, so the variable matches both.
+SELDON = 'deployment_name=~"$pipeline"'
+
+
+def build() -> Dashboard:
+    panels = [
+        timeseries(
+            "Load: predicted vs observed",
+            [
+                (f"adapter_predicted_requests_per_second{{{PIPE}}}", "{{pipeline}} predicted"),
+                (f"adapter_observed_requests_per_second{{{PIPE}}}", "{{pipeline}} observed"),
+            ],
+            "reqps",
+        ),
+        state_timeline(
+            "Variant per stage",
+            [(f"adapter_stage_variant_info{{{PIPE}}} == 1", "{{pipeline}}/{{stage}}: {{variant}}")],
+            "The variant the adapter chose for each stage (one lane per stage and variant).",
+        ),
+        timeseries(
+            "Replicas per stage",
+            [(f"adapter_stage_replicas{{{PIPE}}}", "{{pipeline}}/{{stage}}")],
+            "short",
+        ),
+        timeseries(
+            "Batch size per stage",
+            [(f"adapter_stage_batch_size{{{PIPE}}}", "{{pipeline}}/{{stage}}")],
+            "short",
+        ),
+        timeseries(
+            "Energy per request by stage and variant",
+            [
+                (
+                    f"adapter_stage_energy_per_request_joules{{{PIPE}}}",
+                    "{{pipeline}}/{{stage}} {{variant}}",
+                )
+            ],
+            "joule",
+            "The joules per request the adapter plans with: the profile's, refreshed from energyd.",
+        ),
+        timeseries(
+            "Predicted power",
+            [(f"adapter_predicted_power_watts{{{PIPE}}}", "{{pipeline}}")],
+            "watt",
+        ),
+        timeseries(
+            "Latency vs SLA",
+            [
+                (f"adapter_predicted_latency_seconds{{{PIPE}}}", "{{pipeline}} predicted"),
+                (f"adapter_sla_seconds{{{PIPE}}}", "{{pipeline}} SLA"),
+                (
+                    "histogram_quantile(0.99, sum by (le, deployment_name) "
+                    f"(rate(seldon_api_executor_server_requests_seconds_bucket{{{SELDON}}}[$__rate_interval])))",
+                    "{{deployment_name}} observed p99",
+                ),
+            ],
+            "s",
+        ),
+        timeseries(
+            "Pipeline accuracy (PAS)",
+            [(f"adapter_pas{{{PIPE}}}", "{{pipeline}}")],
+            "percent",
+        ),
+        stat(
+            "Predicted latency / SLA",
+            [(f"max(adapter_predicted_latency_seconds{{{PIPE}}} / adapter_sla_seconds{{{PIPE}}})", "")],
+            "percentunit",
+            thresholds=((0.0, "green"), (0.8, "orange"), (1.0, "red")),
+            description="Above 100 % the chosen configuration is predicted to miss the SLA.",
+        ),
+        stat(
+            "Adapter status",
+            [("max(adapter_degraded)", "")],
+            "none",
+            thresholds=((0.0, "green"), (1.0, "red")),
+            mappings=[
+                {
+                    "type": "value",
+                    "options": {"0": {"text": "OK", "index": 0}, "1": {"text": "DEGRADED", "index": 1}},
+                }
+            ],
+            description="Degraded: Prometheus unreachable, the adapter keeps its last decision.",
+        ),
+        timeseries(
+            "Decisions",
+            [
+                (
+                    f"sum by (pipeline, solver, feasible) (rate(adapter_decisions_total{{{PIPE}}}[$__rate_interval]))",
+                    "{{pipeline}} {{solver}} feasible={{feasible}}",
+                )
+            ],
+            "ops",
+        ),
+        timeseries(
+            "Solve time p99",
+            [
+                (
+                    "histogram_quantile(0.99, sum by (le, solver) "
+                    "(rate(adapter_solve_duration_seconds_bucket[$__rate_interval])))",
+                    "{{solver}}",
+                )
+            ],
+            "s",
+        ),
+    ]
+    return Dashboard(
+        title="energyd: adapter decisions",
+        uid=UID,
+        tags=["energyd", "adapter", "seldon"],
+        timezone="utc",
+        refresh="30s",
+        time=Time("now-1h", "now"),
+        templating=Templating(
+            list=[datasource_variable(), label_variable("pipeline", "adapter_sla_seconds", "pipeline")]
+        ),
+        panels=grid(panels),
+    ).auto_panel_ids()

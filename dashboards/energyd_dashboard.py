@@ -1,0 +1,106 @@
+"""energyd dashboard: node power by zone and source, top pods by watts, unattributed energy, health."""
+
+from __future__ import annotations
+
+from grafanalib.core import Dashboard, Templating, Time
+
+from dashboards.panels import datasource_variable, grid, label_variable, stat, table, timeseries
+
+UID = "energyd-node-energy"
+NODE = 'instance=~"$instance"'
+POD = f'{NODE}, namespace=~"$namespace"'
+
+
+def build() -> Dashboard:
+    panels = [
+        timeseries(
+            "Node power by zone",
+            [(f"sum by (instance, zone) (energyd_node_power_watts{{{NODE}}})", "{{instance}} {{zone}}")],
+            "watt",
+            "Power over energyd's last sampling interval, per RAPL zone (or the estimate's zone).",
+        ),
+        timeseries(
+            "Node power by source",
+            [
+                (
+                    f"sum by (instance, source) (rate(energyd_node_energy_joules_total{{{NODE}}}[$__rate_interval]))",
+                    "{{instance}} {{source}}",
+                )
+            ],
+            "watt",
+            "Which reader measured the energy: powercap, perf, or estimate (not a measurement).",
+        ),
+        timeseries(
+            "Top 10 pods by power",
+            [
+                (
+                    f"topk(10, sum by (namespace, pod) "
+                    f"(rate(energyd_pod_energy_joules_total{{{POD}}}[$__rate_interval])))",
+                    "{{namespace}}/{{pod}}",
+                )
+            ],
+            "watt",
+            "Each pod's share of every zone's energy by its CPU time, summed over zones.",
+        ),
+        timeseries(
+            "Attributed and unattributed power",
+            [
+                (f"sum(rate(energyd_pod_energy_joules_total{{{NODE}}}[$__rate_interval]))", "pods"),
+                (
+                    f"sum by (kind) (rate(energyd_unattributed_energy_joules_total{{{NODE}}}[$__rate_interval]))",
+                    "{{kind}}",
+                ),
+            ],
+            "watt",
+            "pods + system + idle = node total: busy time outside pods is 'system', the rest 'idle'.",
+        ),
+        table(
+            "Energy per pod over the time range",
+            [
+                (
+                    f"topk(20, sum by (namespace, pod) (increase(energyd_pod_energy_joules_total{{{POD}}}[$__range])))",
+                    "",
+                )
+            ],
+            "joule",
+        ),
+        table(
+            "Energy source per node",
+            [(f"max by (instance, source, measured, reason) (energyd_source_info{{{NODE}}})", "")],
+            "none",
+            "measured=false means the daemon fell back to the CPU-utilisation estimate; reason says why.",
+        ),
+        timeseries(
+            "Read errors",
+            [
+                (
+                    f"sum by (instance, reader) (rate(energyd_read_errors_total{{{NODE}}}[$__rate_interval]))",
+                    "{{instance}} {{reader}}",
+                )
+            ],
+            "ops",
+        ),
+        stat(
+            "Sampling cost (slowest node)",
+            [(f"max(energyd_sample_duration_seconds{{{NODE}}})", "")],
+            "s",
+            thresholds=((0.0, "green"), (0.05, "orange"), (0.5, "red")),
+            description="Time one sampling pass took; the target is under 20 ms with 1,000 pods.",
+        ),
+    ]
+    return Dashboard(
+        title="energyd: node and pod energy",
+        uid=UID,
+        tags=["energyd", "energy"],
+        timezone="utc",
+        refresh="30s",
+        time=Time("now-1h", "now"),
+        templating=Templating(
+            list=[
+                datasource_variable(),
+                label_variable("instance", "energyd_node_power_watts", "instance"),
+                label_variable("namespace", "energyd_pod_energy_joules_total", "namespace"),
+            ]
+        ),
+        panels=grid(panels),
+    ).auto_panel_ids()
