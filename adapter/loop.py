@@ -36,6 +36,14 @@ class LoadPredictor(Protocol):
         ...
 
 
+class StageEnergy(Protocol):
+    """Measured joules per request of the variant running in one stage (energyd via Prometheus)."""
+
+    def stage_energy_per_request_j(self, pipeline: str, stage: str, now_s: float) -> float | None:
+        """None when the stage served nothing in the window. Raises QueryError."""
+        ...
+
+
 class Actuator(Protocol):
     def apply(self, pipeline: str, decision: Decision) -> bool:
         """Reconfigure the pipeline; True when anything changed. Raises ActuationError."""
@@ -51,6 +59,9 @@ class LoopSettings:
     replicas_max: int = 32
     batch_sizes: tuple[int, ...] | None = None
     history_window_s: float = 120.0
+    # A configuration must have been in force this long before its energy is measured, so the
+    # rate window holds no joules of the previous variant.
+    energy_settle_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,7 @@ class AdaptLoop:
         predictor: LoadPredictor,
         solver: Solver,
         actuator: Actuator,
+        energy: StageEnergy | None = None,
     ) -> None:
         self.profile = profile
         self.settings = settings
@@ -80,6 +92,8 @@ class AdaptLoop:
         self._predictor = predictor
         self._solver = solver
         self._actuator = actuator
+        self._energy = energy
+        self._in_force_since_s: float | None = None
         self.last: StepResult | None = None
 
     def problem(self, arrival_rate_rps: float) -> Problem:
@@ -96,6 +110,8 @@ class AdaptLoop:
 
     def step(self, now_s: float) -> StepResult:
         kept = self.last.decision if self.last else None
+        if kept is not None and self._energy is not None:
+            self._refresh_energy(self._energy, kept, now_s)
         try:
             history = self._load.request_rate_history(
                 self.settings.pipeline, now_s, self.settings.history_window_s
@@ -116,8 +132,44 @@ class AdaptLoop:
             return self._record(
                 StepResult(now_s, kept, observed, predicted, True, f"actuation: {exc}", False)
             )
+        if changed or self._in_force_since_s is None:
+            self._in_force_since_s = now_s
         return self._record(StepResult(now_s, decision, observed, predicted, False, "", changed))
+
+    def _refresh_energy(self, energy: StageEnergy, in_force: Decision, now_s: float) -> None:
+        """Replace the profile's energy_per_request_j of each running (variant, batch) with the
+        measured one. Only the running variant has pods to measure; the others keep theirs."""
+        if self._in_force_since_s is None or now_s - self._in_force_since_s < self.settings.energy_settle_s:
+            return
+        for choice in in_force.stages:
+            try:
+                joules = energy.stage_energy_per_request_j(self.settings.pipeline, choice.stage, now_s)
+            except QueryError as exc:
+                logger.warning("energy query failed, keeping the profile's figures: %s", exc)
+                return
+            if joules is not None:
+                self.profile = with_energy(self.profile, choice.stage, choice.variant, choice.batch, joules)
 
     def _record(self, result: StepResult) -> StepResult:
         self.last = result
         return result
+
+
+def with_energy(
+    profile: Profile, stage: str, variant: str, batch: int, energy_per_request_j: float
+) -> Profile:
+    """A copy of `profile` with one measured point's energy_per_request_j replaced."""
+    stages = []
+    for s in profile.stages:
+        if s.name == stage:
+            v = s.variant(variant)
+            points = tuple(
+                p.model_copy(update={"energy_per_request_j": energy_per_request_j}) if p.size == batch else p
+                for p in v.batches
+            )
+            new_variant = v.model_copy(update={"batches": points})
+            s = s.model_copy(
+                update={"variants": tuple(new_variant if x.name == variant else x for x in s.variants)}
+            )
+        stages.append(s)
+    return profile.model_copy(update={"stages": tuple(stages)})

@@ -1,0 +1,175 @@
+"""Prometheus HTTP API client: the adapter's view of load, latency and energy.
+
+Every query goes over `/api/v1/query` or `/api/v1/query_range` with a timeout and a bounded
+number of retries with exponential back-off. Transport errors and 5xx answers are retried
+(Prometheus restarting, a proxy hiccup); a 4xx is a bad query and fails at once. Whatever
+fails ends as `QueryError`, which the loop turns into "degraded, keep the last decision".
+
+Default metric names are Seldon Core v1's executor metrics, labelled by `deployment_name`.
+For MLServer alone use `request_metric="model_infer_request_success"` and
+`pipeline_label="model_name"` (see docs/adapter.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from adapter.errors import QueryError
+from adapter.loop import RateSample
+
+logger = logging.getLogger(__name__)
+
+SELDON_V1_REQUESTS = "seldon_api_executor_server_requests_seconds_count"
+SELDON_V1_LATENCY_BUCKETS = "seldon_api_executor_server_requests_seconds_bucket"
+ENERGYD_POD_ENERGY = "energyd_pod_energy_joules_total"
+# Seldon v1's executor counts requests in the orchestrator pod; per model pod, MLServer does.
+MLSERVER_POD_REQUESTS = "model_infer_request_success_total"
+
+
+def _label_value(value: str) -> str:
+    """A PromQL string literal (label values may hold quotes and backslashes)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class PrometheusQuery:
+    """Implements `LoadHistory` and the latency and energy look-ups the adapter needs."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 2.0,
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        request_metric: str = SELDON_V1_REQUESTS,
+        latency_bucket_metric: str = SELDON_V1_LATENCY_BUCKETS,
+        energy_metric: str = ENERGYD_POD_ENERGY,
+        pod_request_metric: str = MLSERVER_POD_REQUESTS,
+        pipeline_label: str = "deployment_name",
+        pod_label: str = "pod",
+        pod_regex_template: str = "{pipeline}-.+-{stage}-.+",
+        rate_window_s: float = 30.0,
+        step_s: float = 10.0,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if retries < 0 or timeout_s <= 0 or step_s <= 0 or rate_window_s <= 0:
+            raise ValueError("timeout_s, step_s and rate_window_s must be > 0 and retries >= 0")
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.request_metric = request_metric
+        self.latency_bucket_metric = latency_bucket_metric
+        self.energy_metric = energy_metric
+        self.pod_request_metric = pod_request_metric
+        self.pipeline_label = pipeline_label
+        self.pod_label = pod_label
+        self.pod_regex_template = pod_regex_template
+        self.rate_window_s = rate_window_s
+        self.step_s = step_s
+        self._client = client or httpx.Client(timeout=timeout_s)
+        self._sleep = sleep
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PrometheusQuery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        url = f"{self.base_url}{path}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = self._client.get(url, params=params)
+            except httpx.HTTPError as exc:
+                last = f"{url} unreachable: {exc.__class__.__name__}: {exc}"
+                continue
+            if response.status_code >= 500:
+                last = f"{url} answered {response.status_code}"
+                continue
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise QueryError(f"{url} answered {response.status_code} with no JSON body") from exc
+            if response.status_code != 200 or body.get("status") != "success":
+                raise QueryError(
+                    f"{url} refused {params.get('query')!r}: {body.get('errorType', response.status_code)}: "
+                    f"{body.get('error', '')}"
+                )
+            return body["data"]
+        raise QueryError(f"{last} (after {self.retries + 1} attempts)")
+
+    def instant(self, promql: str, time_s: float) -> list[tuple[dict[str, str], float]]:
+        """An instant vector: (labels, value) per series."""
+        data = self._get("/api/v1/query", {"query": promql, "time": f"{time_s:.3f}"})
+        if data.get("resultType") != "vector":
+            raise QueryError(f"{promql!r} returned {data.get('resultType')}, not a vector")
+        return [(r["metric"], float(r["value"][1])) for r in data["result"]]
+
+    def range(
+        self, promql: str, start_s: float, end_s: float, step_s: float
+    ) -> list[tuple[dict[str, str], list[RateSample]]]:
+        """A range query: (labels, [(time_s, value), ...]) per series, oldest first."""
+        params = {"query": promql, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}", "step": f"{step_s:g}"}
+        data = self._get("/api/v1/query_range", params)
+        if data.get("resultType") != "matrix":
+            raise QueryError(f"{promql!r} returned {data.get('resultType')}, not a matrix")
+        return [(r["metric"], [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
+
+    def _window(self) -> str:
+        return f"{max(1, round(self.rate_window_s))}s"
+
+    def request_rate_promql(self, pipeline: str) -> str:
+        selector = f"{{{self.pipeline_label}={_label_value(pipeline)}}}"
+        return f"sum(rate({self.request_metric}{selector}[{self._window()}]))"
+
+    def request_rate_history(self, pipeline: str, now_s: float, window_s: float) -> Sequence[RateSample]:
+        """Requests per second of `pipeline` every `step_s` over (now_s - window_s, now_s].
+
+        No series at all (no traffic recorded yet) is an empty history, not an error."""
+        start_s = now_s - window_s + self.step_s
+        series = self.range(self.request_rate_promql(pipeline), min(start_s, now_s), now_s, self.step_s)
+        if not series:
+            return []
+        return [(t, v) for t, v in series[0][1] if math.isfinite(v)]
+
+    def p99_latency_s(self, pipeline: str, now_s: float) -> float | None:
+        """The pipeline's p99 latency over the rate window; None without traffic."""
+        selector = f"{{{self.pipeline_label}={_label_value(pipeline)}}}"
+        promql = (
+            f"histogram_quantile(0.99, sum by (le) "
+            f"(rate({self.latency_bucket_metric}{selector}[{self._window()}])))"
+        )
+        result = self.instant(promql, now_s)
+        if not result or not math.isfinite(result[0][1]):
+            return None
+        return result[0][1]
+
+    def energy_per_request_j(self, pod_regex: str, now_s: float) -> float | None:
+        """Joules per request of the pods matching `pod_regex`: their summed energy rate (energyd)
+        over their summed request rate (`pod_request_metric`, counted in each model pod). None when they served no requests in the window."""
+        pods = f"{{{self.pod_label}=~{_label_value(pod_regex)}}}"
+        window = self._window()
+        promql = f"sum(rate({self.energy_metric}{pods}[{window}])) / sum(rate({self.pod_request_metric}{pods}[{window}]))"
+        result = self.instant(promql, now_s)
+        if not result or not math.isfinite(result[0][1]) or result[0][1] < 0:
+            return None
+        return result[0][1]
+
+    def stage_energy_per_request_j(self, pipeline: str, stage: str, now_s: float) -> float | None:
+        """`energy_per_request_j` over the stage's pods, named by `pod_regex_template` (Seldon v1
+        names them `<deployment>-<predictor>-<component index>-<containers>-<hash>`)."""
+        return self.energy_per_request_j(
+            self.pod_regex_template.format(pipeline=pipeline, stage=stage), now_s
+        )
