@@ -23,7 +23,9 @@ def write_all(out_dir: Path) -> list[Path]:
     written = []
     for name, build in BUILDERS.items():
         path = out_dir / f"{name}.json"
-        path.write_text(json.dumps(build().to_json_data(), cls=DashboardEncoder, indent=2, sort_keys=True) + "\n")
+        path.write_text(
+            json.dumps(build().to_json_data(), cls=DashboardEncoder, indent=2, sort_keys=True) + "\n"
+        )
         written.append(path)
     return written
 

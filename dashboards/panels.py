@@ -81,7 +81,9 @@ def stat(
         format=unit,
         reduceCalc="lastNotNull",
         graphMode="none",
-        thresholds=[Threshold(color=color, index=i, value=value) for i, (value, color) in enumerate(thresholds)],
+        thresholds=[
+            Threshold(color=color, index=i, value=value) for i, (value, color) in enumerate(thresholds)
+        ],
         mappings=list(mappings),
     )
 
@@ -119,5 +121,7 @@ def grid(panels: Sequence[Any], columns: int = 2) -> list[Any]:
     """Lay panels out left to right, `columns` per row, in the order given."""
     width = 24 // columns
     for i, panel in enumerate(panels):
-        panel.gridPos = GridPos(h=PANEL_HEIGHT, w=width, x=(i % columns) * width, y=(i // columns) * PANEL_HEIGHT)
+        panel.gridPos = GridPos(
+            h=PANEL_HEIGHT, w=width, x=(i % columns) * width, y=(i // columns) * PANEL_HEIGHT
+        )
     return list(panels)
