@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 from adapter.errors import AdapterError
-
-POLICY_NAMES = ("ipa", "energy", "fa2-low", "fa2-high", "rim-high", "qlearning")
+from adapter.sim.policies import POLICY_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `simulate` and `evaluate` to the adapter's subcommands."""
-    sim = subparsers.add_parser("simulate", help="replay a trace through a simulated pipeline under one policy")
+    sim = subparsers.add_parser(
+        "simulate", help="replay a trace through a simulated pipeline under one policy"
+    )
     sim.add_argument("--profile", type=Path, required=True, help="profile file (YAML or JSON)")
     sim.add_argument("--trace", type=Path, required=True, help="CSV: requests arriving in each second")
     sim.add_argument("--policy", choices=POLICY_NAMES, required=True)

@@ -6,8 +6,8 @@
 - fa2-low / fa2-high: variants frozen at each stage's lightest / heaviest (lowest / highest
   accuracy); replicas and batch still optimised: the same problem on a restricted profile.
 - rim-high: heaviest variants with replicas pinned (replicas_min = replicas_max) at a generous
-  allocation: enough replicas of the heaviest variant, at its best batch, for the trace's peak
-  rate plus RIM_HEADROOM, the same count for every stage; the batch is still optimised.
+  allocation: enough replicas of the heaviest variant, at its smallest batch, for the trace's
+  peak rate plus RIM_HEADROOM, the same count for every stage; the batch is still optimised.
 - qlearning: the tabular learner of qlearning.py with gamma = 0.
 """
 
@@ -72,11 +72,10 @@ class RestrictedSolver:
 
 
 def rim_replicas(profile: Profile, peak_rps: float) -> int:
-    """Replicas of the heaviest variant, at its highest-throughput batch, for peak * headroom."""
+    """Replicas of the heaviest variant at its smallest batch for peak * headroom: generous
+    enough that no stage needs to batch (and queue) to keep up, as RIM's name promises."""
     return max(
-        least_replicas(
-            peak_rps * RIM_HEADROOM, max(p.replica_throughput_rps for p in heaviest(stage).batches), 1
-        )
+        least_replicas(peak_rps * RIM_HEADROOM, heaviest(stage).batches[0].replica_throughput_rps, 1)
         for stage in profile.stages
     )
 

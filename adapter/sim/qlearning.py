@@ -30,8 +30,8 @@ State = tuple[int, ...]  # (variant, batch, replicas) per stage, flattened
 
 @dataclass(frozen=True)
 class QLearningSettings:
-    episodes: int = 400
-    steps_per_episode: int = 60
+    episodes: int = 1000
+    steps_per_episode: int = 100
     alpha_q: float = 0.1
     gamma_q: float = 0.9
     epsilon_start: float = 1.0

@@ -1,0 +1,97 @@
+"""`adapter simulate` and the evaluation report end to end, on short traces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adapter.cli import main
+from adapter.sim.report import evaluate
+from adapter.sim.trace import write_trace
+from tests.sim.profiles import video_profile
+
+TRACE = [3] * 20 + [20] * 20 + [6] * 20
+
+
+@pytest.fixture
+def profile_path(tmp_path: Path) -> Path:
+    path = tmp_path / "video.yaml"
+    path.write_text(
+        yaml.safe_dump(video_profile(3, (1, 2, 4)).model_dump(exclude_none=True)), encoding="utf-8"
+    )
+    return path
+
+
+@pytest.fixture
+def trace_path(tmp_path: Path) -> Path:
+    path = tmp_path / "trace.csv"
+    write_trace(path, TRACE)
+    return path
+
+
+def test_simulate_writes_the_documented_json(profile_path: Path, trace_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    argv = ["simulate", "--profile", str(profile_path), "--trace", str(trace_path), "--policy", "energy"]
+    assert main([*argv, "--sla-s", "2.5", "--seed", "7", "--json", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    documented = {
+        "policy", "requests", "served", "dropped", "late", "p99_latency_s", "pas_mean", "cores_mean",
+        "energy_j", "energy_per_request_j", "decisions",
+    }  # fmt: skip
+    assert documented <= set(result)
+    assert "log" not in result
+    assert result["policy"] == "energy" and result["sla_s"] == 2.5 and result["seed"] == 7
+    assert result["requests"] == result["served"] + result["dropped"] == sum(TRACE)
+    assert result["decisions"] == 6
+
+
+def test_simulate_prints_to_stdout_with_the_log(
+    profile_path: Path, trace_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "simulate",
+        "--profile",
+        str(profile_path),
+        "--trace",
+        str(trace_path),
+        "--policy",
+        "fa2-low",
+        "--log",
+    ]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [e["t_s"] for e in result["log"]] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    assert {s["variant"] for e in result["log"] for s in e["stages"]} == {"yolov5n", "resnet18"}
+
+
+def test_simulate_reports_a_bad_trace_by_line(
+    profile_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("requests\n4\nmany\n", encoding="utf-8")
+    assert main(["simulate", "--profile", str(profile_path), "--trace", str(bad), "--policy", "ipa"]) == 2
+    assert "line 3: 'many' is not an integer" in capsys.readouterr().err
+
+
+def test_simulate_refuses_an_unknown_policy(profile_path: Path, trace_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--profile", str(profile_path), "--trace", str(trace_path), "--policy", "greedy"])
+
+
+def test_evaluate_writes_a_report_with_the_headline_and_plots(profile_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "evaluation"
+    traces = {"burst": TRACE, "flat": [5] * 60}
+    readme = evaluate(
+        [profile_path], out, seeds=1, jobs=1, solver="exhaustive", traces=traces, gammas=(0.0, 0.005)
+    )
+    text = readme.read_text(encoding="utf-8")
+    assert "energy-aware IPA saves" in text and "### video / burst" in text and "### video / flat" in text
+    for policy in ("ipa", "energy", "fa2-low", "fa2-high", "rim-high", "qlearning"):
+        assert f"| {policy} |" in text
+    for png in ("video-decisions.png", "video-tradeoff.png", "video-energy.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [p["gamma"] for p in results["video"]["sweep"]] == [0.0, 0.005]
