@@ -36,6 +36,11 @@ test: lint typecheck unit  ## ruff, mypy and pytest (what CI runs)
 bench: $(STAMP)  ## benchmarks: energyd sampling, solver times, simulator speed
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# Every measured profile shipped (synthetic examples excluded) through every workload and policy.
+EVAL_PROFILES ?= $(filter-out adapter/data/profiles/synthetic-%,$(wildcard adapter/data/profiles/*.yaml))
+evaluate: $(STAMP)  ## simulate workloads x policies x seeds; writes docs/evaluation/README.md + PNGs
+	$(BIN)/adapter evaluate --profiles $(EVAL_PROFILES) --out docs/evaluation --seeds 3 --jobs 2
+
 dashboards: $(STAMP)  ## write the Grafana dashboards' JSON to dashboards/out/
 	$(BIN)/python -m dashboards.generate --out dashboards/out
 
