@@ -1,9 +1,9 @@
 """Request traces: the CSV format of shared/interfaces.md, four built-in 20-minute workloads shaped
 like IPA's Twitter-trace ones, and the per-request arrival times a seed spreads them to.
 
-The built-in workloads are generated, not copied: a piecewise-linear envelope through per-minute
-levels read off IPA's traces (Twitter ÷ 8) plus Gaussian noise from a fixed per-workload seed,
-rounded and clipped to the range IPA's trace spans. The same name always gives the same trace.
+The built-in workloads are generated, not copied: a piecewise-linear envelope through levels
+read off IPA's traces (Twitter ÷ 8) by hand, plus Gaussian noise growing with the level, from a
+fixed per-workload seed, rounded and clipped to the range IPA's trace spans. The same name always gives the same trace.
 """
 
 from __future__ import annotations
@@ -22,70 +22,38 @@ WORKLOAD_S = 1200
 @dataclass(frozen=True)
 class Workload:
     name: str
-    minute_levels: tuple[float, ...]  # requests/s at the middle of each minute
-    noise_rps: float  # standard deviation of the per-second noise
+    envelope: tuple[tuple[float, float], ...]  # (time_s, requests/s) breakpoints
     low: int
     high: int
 
 
+# Per-second noise: IPA's traces vary by ~0.9 req/s around 5 req/s and ~2.2 around 27, close to
+# a Poisson-like sqrt(level) growth.
+NOISE_RPS_AT_5 = 0.9
+_BURST = ((0.0, 5.0), (300.0, 5.0), (330.0, 5.7), (386.0, 5.7), (392.0, 27.0), (480.0, 27.6), (540.0, 27.0))
+_DECAY = ((600.0, 24.8), (670.0, 26.2), (705.0, 25.0), (765.0, 16.5), (820.0, 11.8), (855.0, 6.0))
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
-        Workload(
-            "bursty",
-            (
-                5.0,
-                5.0,
-                5.0,
-                5.1,
-                5.0,
-                5.6,
-                14.0,
-                27.0,
-                27.9,
-                26.8,
-                24.8,
-                25.9,
-                17.4,
-                12.0,
-                6.1,
-                5.5,
-                5.8,
-                5.5,
-                5.8,
-                5.3,
-            ),
-            1.2,
-            3,
-            34,
-        ),
-        Workload("steady_low", (5.06,) * 20, 0.95, 3, 8),
-        Workload("steady_high", (28.85,) * 20, 1.9, 23, 34),
+        Workload("bursty", (*_BURST, *_DECAY, (900.0, 5.5), (1200.0, 5.4)), 3, 34),
+        Workload("steady_low", ((0.0, 5.06), (1200.0, 5.06)), 3, 8),
+        Workload("steady_high", ((0.0, 28.8), (1200.0, 28.8)), 23, 34),
+        # The bursty burst 240 s earlier, then a second, shorter one.
         Workload(
             "fluctuating",
             (
-                5.0,
-                5.7,
-                14.1,
-                27.1,
-                27.9,
-                26.8,
-                24.8,
-                25.9,
-                17.4,
-                12.0,
-                6.6,
-                7.2,
-                16.2,
-                27.5,
-                27.5,
-                22.2,
-                15.8,
-                7.5,
-                6.8,
-                6.5,
+                *((max(0.0, t - 240.0), v) for t, v in _BURST[1:]),
+                *((t - 240.0, v) for t, v in _DECAY[:-1]),
+                (600.0, 6.6),
+                (745.0, 7.2),
+                (752.0, 27.0),
+                (870.0, 27.5),
+                (930.0, 22.2),
+                (990.0, 15.8),
+                (1040.0, 7.5),
+                (1200.0, 6.5),
             ),
-            1.4,
             3,
             34,
         ),
@@ -104,10 +72,9 @@ def generate(name: str) -> list[int]:
     except KeyError:
         raise ValueError(f"unknown workload {name!r}; choose one of {sorted(WORKLOADS)}") from None
     rng = np.random.default_rng(zlib.crc32(name.encode()))
-    minute_mid_s = np.arange(len(w.minute_levels)) * 60.0 + 30.0
-    seconds = np.arange(WORKLOAD_S, dtype=float)
-    envelope = np.interp(seconds, minute_mid_s, np.asarray(w.minute_levels))
-    noisy = envelope + rng.normal(0.0, w.noise_rps, WORKLOAD_S)
+    times_s, levels = zip(*w.envelope, strict=True)
+    envelope = np.interp(np.arange(WORKLOAD_S, dtype=float), times_s, levels)
+    noisy = envelope + rng.normal(0.0, 1.0, WORKLOAD_S) * NOISE_RPS_AT_5 * np.sqrt(envelope / 5.0)
     return [int(v) for v in np.clip(np.rint(noisy), w.low, w.high)]
 
 
