@@ -6,17 +6,25 @@ it never computes deltas (the sampler owns previous readings and wrap handling).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+log = logging.getLogger(__name__)
+
 
 class SourceError(Exception):
-    """A source cannot be used or a read failed. `reason` is one line a person can act on."""
+    """A source cannot be used or a read failed.
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    `reason` is one line a person can act on: what is wrong, naming the file or command.
+    `fix` says what to do about it ("" when there is nothing to do, e.g. a transient read).
+    """
+
+    def __init__(self, reason: str, fix: str = "") -> None:
+        super().__init__(f"{reason} (fix: {fix})" if fix else reason)
         self.reason = reason
+        self.fix = fix
 
 
 @dataclass(frozen=True, order=True)
@@ -51,3 +59,22 @@ class EnergySource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def delta_uj(prev_uj: int, cur_uj: int, max_energy_range_uj: int | None) -> int:
+    """Energy between two cumulative readings of one zone; never negative.
+
+    RAPL counters wrap to 0 after `max_energy_range_uj` (each zone has its own range), so a
+    reading below the previous one means one wrap: the zone counted up to the range, then from 0.
+    Without a known range a decrease cannot be a wrap (perf's and the estimate's counters are 64
+    bit), so the source restarted and counted `cur_uj` since: that is the delta, and it is logged.
+    One interval is assumed to hold at most one wrap (minutes at full power on every zone known).
+    """
+    if cur_uj >= prev_uj:
+        return cur_uj - prev_uj
+    if max_energy_range_uj is not None and max_energy_range_uj > 0 and prev_uj <= max_energy_range_uj:
+        return max_energy_range_uj - prev_uj + cur_uj
+    log.info(
+        "energy counter reset (%d -> %d µJ, range %s): counting from 0", prev_uj, cur_uj, max_energy_range_uj
+    )
+    return max(cur_uj, 0)
