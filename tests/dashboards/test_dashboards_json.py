@@ -1,0 +1,114 @@
+"""Structure of the generated dashboards: a datasource variable every panel uses, a unit on every
+panel, at least one non-empty query per panel, only defined variables, only known metric names,
+and a layout without overlaps."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dashboards.generated import expressions, generate, panels, variables_used
+
+GRAFANA_BUILTINS = {"__rate_interval", "__range", "__interval"}
+UNITS = {"watt", "joule", "s", "reqps", "ops", "percent", "percentunit", "short", "none"}
+# The metric names energyd, the adapter and Seldon Core v1 export (shared/interfaces.md, issues 2-3).
+KNOWN_METRICS = {
+    "energyd_node_energy_joules_total",
+    "energyd_node_power_watts",
+    "energyd_pod_energy_joules_total",
+    "energyd_container_energy_joules_total",
+    "energyd_unattributed_energy_joules_total",
+    "energyd_source_info",
+    "energyd_read_errors_total",
+    "energyd_sample_duration_seconds",
+    "adapter_decisions_total",
+    "adapter_solve_duration_seconds_bucket",
+    "adapter_degraded",
+    "adapter_predicted_requests_per_second",
+    "adapter_observed_requests_per_second",
+    "adapter_stage_replicas",
+    "adapter_stage_batch_size",
+    "adapter_stage_variant_info",
+    "adapter_predicted_power_watts",
+    "adapter_predicted_latency_seconds",
+    "adapter_sla_seconds",
+    "adapter_pas",
+    "adapter_stage_energy_per_request_joules",
+    "seldon_api_executor_server_requests_seconds_bucket",
+}
+METRIC = re.compile(r"\b((?:energyd|adapter|seldon)_[a-z_]+)\b")
+
+
+@pytest.fixture(scope="module")
+def dashboards(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    return generate(tmp_path_factory.mktemp("dashboards"))
+
+
+def test_generator_writes_both_dashboards(dashboards: dict[str, dict[str, Any]]) -> None:
+    assert set(dashboards) == {"energyd", "adapter"}
+    uids = [d["uid"] for d in dashboards.values()]
+    assert all(uids) and len(set(uids)) == len(uids)
+
+
+def test_datasource_variable_is_used_by_every_panel(dashboards: dict[str, dict[str, Any]]) -> None:
+    for name, dashboard in dashboards.items():
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        for variable in variables.values():
+            if variable["type"] == "query":
+                assert variable["datasource"] == "${datasource}", (name, variable["name"])
+        for panel in panels(dashboard):
+            assert panel["datasource"] == "${datasource}", (name, panel["title"])
+
+
+def test_every_panel_has_a_unit_and_a_query(dashboards: dict[str, dict[str, Any]]) -> None:
+    for name, dashboard in dashboards.items():
+        assert len(panels(dashboard)) >= 8, name
+        for panel in panels(dashboard):
+            assert panel["fieldConfig"]["defaults"]["unit"] in UNITS, (name, panel["title"])
+            exprs = [t.get("expr", "").strip() for t in panel["targets"]]
+            assert exprs and all(exprs), (name, panel["title"])
+
+
+def test_issue_panels_exist_with_their_units(dashboards: dict[str, dict[str, Any]]) -> None:
+    units = {
+        (n, p["title"]): p["fieldConfig"]["defaults"]["unit"]
+        for n, d in dashboards.items()
+        for p in panels(d)
+    }
+    assert units[("energyd", "Node power by zone")] == "watt"
+    assert units[("energyd", "Node power by source")] == "watt"
+    assert units[("energyd", "Top 10 pods by power")] == "watt"
+    assert units[("energyd", "Energy per pod over the time range")] == "joule"
+    assert units[("adapter", "Energy per request by stage and variant")] == "joule"
+    assert units[("adapter", "Load: predicted vs observed")] == "reqps"
+    assert units[("adapter", "Latency vs SLA")] == "s"
+    for title in ("Variant per stage", "Replicas per stage", "Batch size per stage", "Adapter status"):
+        assert ("adapter", title) in units
+
+
+def test_queries_use_defined_variables_and_known_metrics(dashboards: dict[str, dict[str, Any]]) -> None:
+    for name, dashboard in dashboards.items():
+        defined = {v["name"] for v in dashboard["templating"]["list"]} | GRAFANA_BUILTINS
+        for title, expr in expressions(dashboard):
+            assert variables_used(expr) <= defined, (name, title, expr)
+            assert set(METRIC.findall(expr)) <= KNOWN_METRICS, (name, title, expr)
+
+
+def test_layout_has_no_overlapping_panels(dashboards: dict[str, dict[str, Any]]) -> None:
+    for name, dashboard in dashboards.items():
+        cells: set[tuple[int, int]] = set()
+        for panel in panels(dashboard):
+            g = panel["gridPos"]
+            assert g["x"] >= 0 and g["x"] + g["w"] <= 24, (name, panel["title"])
+            mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+            assert not cells & mine, (name, panel["title"])
+            cells |= mine
+
+
+def test_generator_output_is_deterministic(tmp_path: Path, dashboards: dict[str, dict[str, Any]]) -> None:
+    assert generate(tmp_path) == dashboards
