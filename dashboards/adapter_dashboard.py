@@ -12,6 +12,8 @@ PIPE = 'pipeline=~"$pipeline"'
 # Seldon Core v1 executor metrics name the SeldonDeployment in `deployment_name`; the example
 # pipeline names its SeldonDeployment after the profile's pipeline, so the variable matches both.
 SELDON = 'deployment_name=~"$pipeline"'
+# Recorded by deploy/prometheus/rules.yaml: energyd's pod energy joined to pipelines.
+MEASURED = "namespace_pipeline:energyd_"
 
 
 def build() -> Dashboard:
@@ -51,8 +53,24 @@ def build() -> Dashboard:
             "The joules per request the adapter plans with: the profile's, refreshed from energyd.",
         ),
         timeseries(
-            "Predicted power",
-            [(f"adapter_predicted_power_watts{{{PIPE}}}", "{{pipeline}}")],
+            "Energy per request: planned vs measured",
+            [
+                (
+                    f"sum by (pipeline) (adapter_stage_energy_per_request_joules{{{PIPE}}})",
+                    "{{pipeline}} planned",
+                ),
+                (f"{MEASURED}energy_per_request_joules:ratio{{{PIPE}}}", "{{pipeline}} measured"),
+            ],
+            "joule",
+            "Measured: the pipeline pods' watts from energyd over its request rate "
+            "(recording rules in deploy/prometheus/rules.yaml).",
+        ),
+        timeseries(
+            "Pipeline power: predicted vs measured",
+            [
+                (f"adapter_predicted_power_watts{{{PIPE}}}", "{{pipeline}} predicted"),
+                (f"{MEASURED}pod_power_watts:sum{{{PIPE}}}", "{{pipeline}} measured"),
+            ],
             "watt",
         ),
         timeseries(

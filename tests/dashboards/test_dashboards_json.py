@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.dashboards.generated import expressions, generate, panels, variables_used
+from tests.dashboards.generated import REPO, expressions, generate, panels, variables_used
 
 GRAFANA_BUILTINS = {"__rate_interval", "__range", "__interval"}
 UNITS = {"watt", "joule", "s", "reqps", "ops", "percent", "percentunit", "short", "none"}
@@ -39,7 +40,9 @@ KNOWN_METRICS = {
     "adapter_stage_energy_per_request_joules",
     "seldon_api_executor_server_requests_seconds_bucket",
 }
-METRIC = re.compile(r"\b((?:energyd|adapter|seldon)_[a-z_]+)\b")
+# A metric name, or a recorded one (level:metric:operation) from deploy/prometheus/rules.yaml.
+METRIC = re.compile(r"\b((?:[a-z_]+:)?(?:energyd|adapter|seldon)_[a-z_]+(?::[a-z_]+)?)")
+RULES = REPO / "deploy" / "prometheus" / "rules.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +95,13 @@ def test_issue_panels_exist_with_their_units(dashboards: dict[str, dict[str, Any
 
 
 def test_queries_use_defined_variables_and_known_metrics(dashboards: dict[str, dict[str, Any]]) -> None:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    recorded = {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
     for name, dashboard in dashboards.items():
         defined = {v["name"] for v in dashboard["templating"]["list"]} | GRAFANA_BUILTINS
         for title, expr in expressions(dashboard):
             assert variables_used(expr) <= defined, (name, title, expr)
-            assert set(METRIC.findall(expr)) <= KNOWN_METRICS, (name, title, expr)
+            assert set(METRIC.findall(expr)) <= KNOWN_METRICS | recorded, (name, title, expr)
 
 
 def test_layout_has_no_overlapping_panels(dashboards: dict[str, dict[str, Any]]) -> None:
