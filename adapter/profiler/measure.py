@@ -9,33 +9,19 @@ tests' pure-Python models go through exactly this code.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapter.profiler.stats import Window, latency_statistic
-from energyd.sources.base import EnergySource, SourceError
+from energyd.procstat import read_cpu_times
+from energyd.sources.base import EnergySource, delta_uj
 
 log = logging.getLogger(__name__)
 
 Prepare = Callable[[int], Callable[[], object]]
 Clock = Callable[[], float]
-
-
-def read_cpu_times_s(procfs: Path) -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole node since boot, from `<procfs>/stat`."""
-    with (procfs / "stat").open(encoding="ascii") as fh:
-        fields = fh.readline().split()
-    if not fields or fields[0] != "cpu":
-        raise SourceError(f"{procfs / 'stat'}: first line is not the aggregate 'cpu' line")
-    # user nice system idle iowait irq softirq steal; guest time is already inside user.
-    ticks = [int(v) for v in fields[1:9]]
-    hz = os.sysconf("SC_CLK_TCK")
-    total = sum(ticks)
-    idle = ticks[3] + ticks[4]
-    return (total - idle) / hz, total / hz
 
 
 def node_energy_uj(source: EnergySource) -> dict[str, tuple[int, int | None]]:
@@ -46,13 +32,6 @@ def node_energy_uj(source: EnergySource) -> dict[str, tuple[int, int | None]]:
         for zone, value in readings.items()
         if zone.in_node_total and zone.parent is None
     }
-
-
-def _delta_uj(prev: int, cur: int, max_range_uj: int | None) -> int:
-    if cur >= prev:
-        return cur - prev
-    # A counter only goes down when it wrapped; one without a range cannot wrap, so it restarted.
-    return cur + max_range_uj - prev if max_range_uj else cur
 
 
 @dataclass(frozen=True)
@@ -78,13 +57,13 @@ class EnergyMeter:
         self._sleep = sleep
 
     def mark(self) -> Mark:
-        busy_s, _ = read_cpu_times_s(self._procfs)
+        busy_s = read_cpu_times(self._procfs).busy_s
         return Mark(self._clock(), node_energy_uj(self.source), busy_s)
 
     def window(self, start: Mark) -> Window:
         end = self.mark()
         energy_uj = sum(
-            _delta_uj(start.zones_uj[name][0], value, max_range)
+            delta_uj(start.zones_uj[name][0], value, max_range)
             for name, (value, max_range) in end.zones_uj.items()
             if name in start.zones_uj
         )
