@@ -26,23 +26,26 @@ def decisions_over_time(
     fig = Figure(figsize=(10, 10))
     axes = fig.subplots(4, 1, sharex=True)
     axes[0].plot(range(len(counts)), counts, color="black", linewidth=0.6, label="arrivals")
+    # Every policy sees the same load and predictor, so one prediction line serves them all.
+    first = next(iter(logs.values()), [])
+    axes[0].step(
+        [e["t_s"] for e in first],
+        [e["predicted_rps"] for e in first],
+        where="post",
+        color="tab:red",
+        label="predicted",
+    )
     for policy, log in logs.items():
         t = [e["t_s"] for e in log]
         colour = COLOURS.get(policy)
-        axes[0].step(
-            t, [e["predicted_rps"] for e in log], where="post", color=colour, linewidth=1, label=policy
-        )
         axes[1].step(t, [e["cores"] for e in log], where="post", color=colour, label=policy)
         axes[2].step(t, [e["pas"] for e in log], where="post", color=colour, label=policy)
         axes[3].step(t, [e["power_w"] for e in log], where="post", color=colour, label=policy)
-    for ax, label in zip(
-        axes,
-        ("requests/s (line: arrivals, steps: predicted)", "cores", "PAS", "modelled power (W)"),
-        strict=True,
-    ):
+    for ax, label in zip(axes, ("requests/s", "cores", "PAS", "modelled power (W)"), strict=True):
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=4)
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7, ncol=3)
     axes[-1].set_xlabel("time (s)")
     fig.suptitle(title)
     fig.tight_layout()
