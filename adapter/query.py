@@ -135,13 +135,21 @@ class PrometheusQuery:
         return f"sum(rate({self.request_metric}{selector}[{self._window()}]))"
 
     def request_rate_history(self, pipeline: str, now_s: float, window_s: float) -> Sequence[RateSample]:
-        """Requests per second of `pipeline` every `step_s` over (now_s - window_s, now_s].
+        """Requests per second of `pipeline` every `step_s` over (now_s - window_s, now_s], the last
+        point at now_s.
 
-        No series at all (no traffic recorded yet) is an empty history, not an error."""
-        start_s = now_s - window_s + self.step_s
-        series = self.range(self.request_rate_promql(pipeline), min(start_s, now_s), now_s, self.step_s)
+        No series at all is a QueryError, not an empty history: an idle pipeline's counter still
+        has a series (at rate 0), so a missing one means a scrape failing, a fresh Prometheus or a
+        wrong metric or label, and provisioning for zero load on that ground would be wrong."""
+        # Whole milliseconds, so that the grid from start lands exactly on end (Prometheus rounds
+        # both to ms; rounded separately the last point can fall just past `end` and vanish).
+        end_ms = math.floor(now_s * 1000)  # never past now_s: predictors ignore the future
+        step_ms = round(self.step_s * 1000)
+        start_ms = end_ms - max(0, math.ceil(window_s * 1000 / step_ms) - 1) * step_ms
+        promql = self.request_rate_promql(pipeline)
+        series = self.range(promql, start_ms / 1000, end_ms / 1000, step_ms / 1000)
         if not series:
-            return []
+            raise QueryError(f"no series for {promql}: check the request metric and the pipeline label")
         return [(t, v) for t, v in series[0][1] if math.isfinite(v)]
 
     def p99_latency_s(self, pipeline: str, now_s: float) -> float | None:

@@ -79,7 +79,7 @@ class FakeKube:
                 return 200, copy.deepcopy(current)
             if content_type != "application/merge-patch+json":
                 return 415, {"kind": "Status", "reason": "UnsupportedMediaType", "code": 415}
-            wanted_version = (body.get("metadata") or {}).get("resourceVersion")
+            wanted_version = ((body or {}).get("metadata") or {}).get("resourceVersion")
             if wanted_version is not None and wanted_version != current["metadata"]["resourceVersion"]:
                 return 409, {"kind": "Status", "reason": "Conflict", "code": 409}
             updated = merge_patch(current, body)
@@ -126,7 +126,7 @@ def serve_fake_kube() -> Iterator[tuple[FakeKube, client.CustomObjectsApi]]:
     try:
         yield fake, client.CustomObjectsApi(api_client)
     finally:
-        api_client.close()
+        api_client.close()  # type: ignore[no-untyped-call]
         server.shutdown()
         server.server_close()
         thread.join()

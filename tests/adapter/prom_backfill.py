@@ -4,12 +4,12 @@ The series are written as OpenMetrics text, turned into TSDB blocks by `promtool
 create-blocks-from openmetrics` and served by a real `prometheus` started on a free port over
 that storage directory, so every query runs through Prometheus' own PromQL engine, without
 waiting for scrapes. The samples lie in the past (`base_s`), queries are made at those times.
+(tests/prom.py starts Prometheus over an empty storage for scraping; this one needs its own.)
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,14 +18,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.prom import free_port
+
 REQUESTS = "seldon_api_executor_server_requests_seconds"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def request_counter_lines(

@@ -10,7 +10,8 @@ import pytest
 
 from adapter.errors import QueryError
 from adapter.query import PrometheusQuery
-from tests.adapter.prom_backfill import backfilled_prometheus, free_port, request_counter_lines
+from tests.adapter.prom_backfill import backfilled_prometheus, request_counter_lines
+from tests.prom import free_port
 
 BASE_S = int(time.time()) - 3 * 3600  # inside the default 15 d retention, well before the head
 MakeQuery = Callable[..., PrometheusQuery]
@@ -68,13 +69,15 @@ def test_request_rate_history_follows_the_series(prometheus_url: str, make_query
     assert all(10.0 - 1e-9 <= rate <= 30.0 + 1e-9 for _, rate in history)
 
 
-def test_unknown_pipeline_has_an_empty_history(prometheus_url: str, make_query: MakeQuery) -> None:
-    assert make_query(prometheus_url).request_rate_history("nlp", BASE_S + 400, 120) == []
+def test_a_pipeline_without_series_is_an_error(prometheus_url: str, make_query: MakeQuery) -> None:
+    with pytest.raises(QueryError, match=r"no series for .*deployment_name=\"nlp\""):
+        make_query(prometheus_url).request_rate_history("nlp", BASE_S + 400, 120)
 
 
 def test_label_values_are_quoted(prometheus_url: str, make_query: MakeQuery) -> None:
     # A quote in a name must not break (or inject into) the PromQL selector.
-    assert make_query(prometheus_url).request_rate_history('vi"deo', BASE_S + 400, 120) == []
+    with pytest.raises(QueryError, match="no series"):
+        make_query(prometheus_url).request_rate_history('vi"deo', BASE_S + 400, 120)
 
 
 def test_p99_latency_from_the_histogram(prometheus_url: str, make_query: MakeQuery) -> None:

@@ -1,0 +1,61 @@
+"""Settings of the adapter service, one frozen value built by the CLI and handed to each part."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapter.problem import Weights
+from adapter.profiles import Profile
+from adapter.query import SELDON_V1_LATENCY_BUCKETS, SELDON_V1_REQUESTS
+
+TOKEN_ENV = "ADAPTER_API_TOKEN"
+# IPA sets a pipeline's SLA to 25 x the stages' mean batch-1 latency (video: 6.89 s).
+IPA_SLA_FACTOR = 25.0
+
+
+def default_profiles_dir() -> Path:
+    """The profiles shipped inside the package (adapter/data/profiles)."""
+    return Path(__file__).resolve().parent / "data" / "profiles"
+
+
+def default_sla_s(profile: Profile) -> float:
+    """IPA's rule: the sum over stages of 25 x the mean over variants of the smallest batch's latency."""
+    return IPA_SLA_FACTOR * sum(
+        statistics.fmean(v.batches[0].latency_s for v in stage.variants) for stage in profile.stages
+    )
+
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    profiles_dir: Path = field(default_factory=default_profiles_dir)
+    prometheus_url: str | None = "http://127.0.0.1:9090"
+    interval_s: float = 10.0
+    pipelines: tuple[str, ...] = ()  # () = every loaded profile
+    sla_s: float | None = None  # None = default_sla_s per pipeline
+    weights: Weights = field(default_factory=Weights)
+    replicas_min: int = 1
+    replicas_max: int = 32
+    solver: str = "auto"
+    predictor: str = "max"
+    headroom: float = 1.1
+    history_window_s: float = 120.0
+    apply: bool = False
+    seldon: str = "v1"
+    namespace: str = "default"
+    variant_uris: Mapping[str, str] = field(default_factory=dict)
+    query_timeout_s: float = 2.0
+    query_retries: int = 2
+    rate_window_s: float = 30.0  # the [range] of rate(): a few scrape intervals at least
+    request_metric: str = SELDON_V1_REQUESTS
+    latency_bucket_metric: str = SELDON_V1_LATENCY_BUCKETS
+    pipeline_label: str = "deployment_name"
+    refresh_energy: bool = False
+    api_token: str | None = None  # from ADAPTER_API_TOKEN; None refuses every apply
+
+    def sla_for(self, profile: Profile) -> float:
+        return self.sla_s if self.sla_s is not None else default_sla_s(profile)

@@ -1,0 +1,138 @@
+"""AdaptLoop with real parts: Prometheus (backfilled), the solvers, the Seldon actuator (fake API)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from adapter.actuate import DryRunActuator
+from adapter.actuate.seldon import SeldonActuator
+from adapter.loop import AdaptLoop, LoopSettings, with_energy
+from adapter.predict import MaxWindowPredictor
+from adapter.problem import Problem
+from adapter.query import PrometheusQuery
+from adapter.solve import get_solver
+from tests.adapter.fake_kube import serve_fake_kube
+from tests.adapter.prom_backfill import backfilled_prometheus, request_counter_lines
+from tests.prom import free_port
+from tests.sim.profiles import video_profile
+
+BASE_S = int(time.time()) - 3 * 3600
+DETECT_POD = "video-default-0-detect-1a2b"
+CLASSIFY_POD = "video-default-1-classify-3c4d"
+SLA_S = 2.0
+
+
+def _rate(t: float) -> float:
+    """4 req/s, then a burst to 20 req/s from 300 s on."""
+    return 4.0 if t < 300 else 20.0
+
+
+def _energy_lines() -> list[str]:
+    lines = []
+    for t in range(0, 601, 5):
+        for pod, watts in ((DETECT_POD, 6.0), (CLASSIFY_POD, 2.0)):
+            lines.append(
+                f'energyd_pod_energy_joules_total{{pod="{pod}",zone="package"}} {watts * t} {BASE_S + t}'
+            )
+            lines.append(f'model_infer_request_success_total{{pod="{pod}"}} {4.0 * t} {BASE_S + t}')
+    return lines
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    lines = request_counter_lines("video", BASE_S, 600, _rate) + _energy_lines()
+    with backfilled_prometheus(tmp_path_factory.mktemp("prom"), lines) as url:
+        yield url
+
+
+@pytest.fixture
+def query(prometheus_url: str) -> Iterator[PrometheusQuery]:
+    with PrometheusQuery(prometheus_url, rate_window_s=30, step_s=10) as q:
+        yield q
+
+
+def make_loop(
+    query: PrometheusQuery, actuator: DryRunActuator | SeldonActuator, **kwargs: object
+) -> AdaptLoop:
+    return AdaptLoop(
+        video_profile(),
+        LoopSettings(pipeline="video", sla_s=SLA_S),
+        query,
+        MaxWindowPredictor(window_s=120, headroom=1.0),
+        get_solver("exhaustive"),
+        actuator,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_a_step_provisions_for_the_recent_maximum(query: PrometheusQuery) -> None:
+    actuator = DryRunActuator()
+    loop = make_loop(query, actuator)
+    quiet = loop.step(BASE_S + 200.0)
+    assert not quiet.degraded and quiet.changed
+    assert quiet.observed_rps == pytest.approx(4.0) and quiet.predicted_rps == pytest.approx(4.0)
+    expected = get_solver("exhaustive").solve(Problem(video_profile(), 4.0, SLA_S))
+    assert quiet.decision is not None
+    assert quiet.decision.stages == expected.stages
+    assert actuator.applied[-1] == ("video", quiet.decision)
+
+    same = loop.step(BASE_S + 210.0)
+    assert same.decision is not None and same.decision.stages == quiet.decision.stages and not same.changed
+
+    burst = loop.step(BASE_S + 400.0)
+    assert burst.predicted_rps == pytest.approx(20.0)
+    assert burst.changed and burst.decision is not None and burst.decision.feasible
+    assert sum(s.replicas for s in burst.decision.stages) > sum(s.replicas for s in quiet.decision.stages)
+    assert loop.last is burst
+
+
+def test_prometheus_down_keeps_the_last_decision(query: PrometheusQuery) -> None:
+    actuator = DryRunActuator()
+    loop = make_loop(query, actuator)
+    first = loop.step(BASE_S + 200.0)
+    # The same loop state with Prometheus gone (`last` is the loop's public memory).
+    with PrometheusQuery(f"http://127.0.0.1:{free_port()}", timeout_s=0.2, retries=0) as gone:
+        blind = make_loop(gone, actuator)
+        blind.last = loop.last
+        down = blind.step(BASE_S + 210.0)
+    assert down.degraded and down.reason.startswith("query:") and "unreachable" in down.reason
+    assert down.decision is first.decision and not down.changed
+    assert down.observed_rps is None and len(actuator.applied) == 1
+
+
+def test_a_failed_actuation_is_degraded_and_keeps_the_decision(query: PrometheusQuery) -> None:
+    with serve_fake_kube() as (_, api):  # no SeldonDeployment "video" there: 404
+        loop = make_loop(query, SeldonActuator(api, apply=True))
+        result = loop.step(BASE_S + 200.0)
+    assert result.degraded and result.reason.startswith("actuation:") and "404" in result.reason
+    assert result.decision is None and result.predicted_rps == pytest.approx(4.0)
+
+
+def test_energy_refresh_replaces_the_running_points_after_settling(query: PrometheusQuery) -> None:
+    loop = make_loop(query, DryRunActuator(), energy=query)
+    first = loop.step(BASE_S + 100.0)
+    assert first.decision is not None
+    before = loop.profile
+    loop.step(BASE_S + 130.0)  # in force for 30 s < energy_settle_s: nothing measured yet
+    assert loop.profile == before
+    loop.step(BASE_S + 200.0)
+    running = {s.stage: s for s in first.decision.stages}
+    # 6 W and 2 W over 4 req/s each.
+    for stage, joules in (("detect", 1.5), ("classify", 0.5)):
+        choice = running[stage]
+        s = next(x for x in loop.profile.stages if x.name == stage)
+        assert s.variant(choice.variant).batch(choice.batch).energy_per_request_j == pytest.approx(joules)
+    assert loop.profile != before
+
+
+def test_with_energy_changes_one_point_only() -> None:
+    profile = video_profile()
+    changed = with_energy(profile, "detect", "yolov5s", 2, 9.5)
+    for stage_before, stage_after in zip(profile.stages, changed.stages, strict=True):
+        for v_before, v_after in zip(stage_before.variants, stage_after.variants, strict=True):
+            for p_before, p_after in zip(v_before.batches, v_after.batches, strict=True):
+                hit = (stage_after.name, v_after.name, p_after.size) == ("detect", "yolov5s", 2)
+                assert p_after.energy_per_request_j == (9.5 if hit else p_before.energy_per_request_j)
