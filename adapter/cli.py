@@ -53,9 +53,11 @@ class LoopRunner:
             pipeline = loop.settings.pipeline
             try:
                 result = loop.step(now_s)
-            except AdapterError as exc:  # e.g. a solver that refuses the model: try again next time
-                logger.warning("step of %s failed: %s", pipeline, exc)
-                self.metrics.report(f"loop:{pipeline}", str(exc))
+            except Exception as exc:
+                # The thread must outlive any one bad step (a solver refusing the model, a bug):
+                # a dead loop behind a healthy API would go unnoticed. Degraded says it.
+                logger.exception("step of %s failed", pipeline)
+                self.metrics.report(f"loop:{pipeline}", f"step failed: {exc.__class__.__name__}: {exc}")
                 continue
             self.metrics.report(f"loop:{pipeline}", result.reason if result.degraded else None)
             self.metrics.set_rates(pipeline, result.observed_rps, result.predicted_rps)

@@ -165,3 +165,12 @@ def test_sigint_stops_the_server_cleanly(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_loop_runner_survives_a_failing_step(prometheus_url: str) -> None:
+    metrics = AdapterMetrics()
+    with PrometheusQuery(prometheus_url) as query:
+        # An SLA the problem refuses: the step raises ValueError after querying the load.
+        loops = build_loops(AdapterSettings(sla_s=-1.0), {"video": video_profile()}, query, DryRunActuator())
+        assert LoopRunner(loops, metrics, 10).step_all(BASE_S + 200.0) == []
+    assert metrics.degraded_reasons()["loop:video"].startswith("step failed: ValueError: sla_s")
