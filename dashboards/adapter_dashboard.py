@@ -12,8 +12,10 @@ PIPE = 'pipeline=~"$pipeline"'
 # Seldon Core v1 executor metrics name the SeldonDeployment in `deployment_name`; the example
 # pipeline names its SeldonDeployment after the profile's pipeline, so the variable matches both.
 SELDON = 'deployment_name=~"$pipeline"'
-# Recorded by deploy/prometheus/rules.yaml: energyd's pod energy joined to pipelines.
-MEASURED = "namespace_pipeline:energyd_"
+# Recorded by deploy/prometheus/rules.yaml: energyd's pod energy joined to pipelines, per zone
+# (zones overlap: pick packages + dram, or psys alone, with the zone picker).
+MEASURED = "namespace_pipeline_zone:energyd_"
+MEASURED_SEL = f'{PIPE}, zone=~"$zone"'
 
 
 def build() -> Dashboard:
@@ -59,7 +61,10 @@ def build() -> Dashboard:
                     f"sum by (pipeline) (adapter_stage_energy_per_request_joules{{{PIPE}}})",
                     "{{pipeline}} planned",
                 ),
-                (f"{MEASURED}energy_per_request_joules:ratio{{{PIPE}}}", "{{pipeline}} measured"),
+                (
+                    f"{MEASURED}energy_per_request_joules:ratio_rate2m{{{MEASURED_SEL}}}",
+                    "{{pipeline}} measured {{zone}}",
+                ),
             ],
             "joule",
             "Measured: the pipeline pods' watts from energyd over its request rate "
@@ -69,7 +74,7 @@ def build() -> Dashboard:
             "Pipeline power: predicted vs measured",
             [
                 (f"adapter_predicted_power_watts{{{PIPE}}}", "{{pipeline}} predicted"),
-                (f"{MEASURED}pod_power_watts:sum{{{PIPE}}}", "{{pipeline}} measured"),
+                (f"{MEASURED}pod_energy_joules:rate2m{{{MEASURED_SEL}}}", "{{pipeline}} measured {{zone}}"),
             ],
             "watt",
         ),
@@ -141,7 +146,11 @@ def build() -> Dashboard:
         refresh="30s",
         time=Time("now-1h", "now"),
         templating=Templating(
-            list=[datasource_variable(), label_variable("pipeline", "adapter_sla_seconds", "pipeline")]
+            list=[
+                datasource_variable(),
+                label_variable("pipeline", "adapter_sla_seconds", "pipeline"),
+                label_variable("zone", "energyd_node_power_watts", "zone"),
+            ]
         ),
         panels=grid(panels),
     ).auto_panel_ids()

@@ -7,8 +7,12 @@ from grafanalib.core import Dashboard, Templating, Time
 from dashboards.panels import datasource_variable, grid, label_variable, stat, table, timeseries
 
 UID = "energyd-node-energy"
-NODE = 'instance=~"$instance"'
+NODE_ONLY = 'instance=~"$instance"'
+NODE = f'{NODE_ONLY}, zone=~"$zone"'
 POD = f'{NODE}, namespace=~"$namespace"'
+# Zones overlap (core inside package, psys around packages and dram), so no panel sums over
+# zones: each shows one series per zone, and the zone picker chooses the zones to look at.
+PER_ZONE = "One series per zone: zones overlap, so read packages + dram, or psys alone, never both."
 
 
 def build() -> Dashboard:
@@ -17,14 +21,16 @@ def build() -> Dashboard:
             "Node power by zone",
             [(f"sum by (instance, zone) (energyd_node_power_watts{{{NODE}}})", "{{instance}} {{zone}}")],
             "watt",
-            "Power over energyd's last sampling interval, per RAPL zone (or the estimate's zone).",
+            "Power over energyd's last sampling interval, per RAPL zone (or the estimate's zone). "
+            + PER_ZONE,
         ),
         timeseries(
             "Node power by source",
             [
                 (
-                    f"sum by (instance, source) (rate(energyd_node_energy_joules_total{{{NODE}}}[$__rate_interval]))",
-                    "{{instance}} {{source}}",
+                    f"sum by (instance, zone, source) "
+                    f"(rate(energyd_node_energy_joules_total{{{NODE}}}[$__rate_interval]))",
+                    "{{instance}} {{zone}} ({{source}})",
                 )
             ],
             "watt",
@@ -34,31 +40,37 @@ def build() -> Dashboard:
             "Top 10 pods by power",
             [
                 (
-                    f"topk(10, sum by (namespace, pod) "
+                    f"topk(10, sum by (namespace, pod, zone) "
                     f"(rate(energyd_pod_energy_joules_total{{{POD}}}[$__rate_interval])))",
-                    "{{namespace}}/{{pod}}",
+                    "{{namespace}}/{{pod}} {{zone}}",
                 )
             ],
             "watt",
-            "Each pod's share of every zone's energy by its CPU time, summed over zones.",
+            "Each pod's share of a zone's energy, by its share of the node's CPU time. " + PER_ZONE,
         ),
         timeseries(
             "Attributed and unattributed power",
             [
-                (f"sum(rate(energyd_pod_energy_joules_total{{{NODE}}}[$__rate_interval]))", "pods"),
                 (
-                    f"sum by (kind) (rate(energyd_unattributed_energy_joules_total{{{NODE}}}[$__rate_interval]))",
-                    "{{kind}}",
+                    f"sum by (zone) (rate(energyd_pod_energy_joules_total{{{NODE}}}[$__rate_interval]))",
+                    "pods {{zone}}",
+                ),
+                (
+                    f"sum by (zone, kind) "
+                    f"(rate(energyd_unattributed_energy_joules_total{{{NODE}}}[$__rate_interval]))",
+                    "{{kind}} {{zone}}",
                 ),
             ],
             "watt",
-            "pods + system + idle = node total: busy time outside pods is 'system', the rest 'idle'.",
+            "Per zone, pods + system + idle = the zone's energy: busy time outside pods is 'system', "
+            "the rest 'idle'.",
         ),
         table(
             "Energy per pod over the time range",
             [
                 (
-                    f"topk(20, sum by (namespace, pod) (increase(energyd_pod_energy_joules_total{{{POD}}}[$__range])))",
+                    f"topk(20, sum by (namespace, pod, zone) "
+                    f"(increase(energyd_pod_energy_joules_total{{{POD}}}[$__range])))",
                     "",
                 )
             ],
@@ -66,15 +78,16 @@ def build() -> Dashboard:
         ),
         table(
             "Energy source per node",
-            [(f"max by (instance, source, measured, reason) (energyd_source_info{{{NODE}}})", "")],
+            [(f"max by (instance, source, measured, reason) (energyd_source_info{{{NODE_ONLY}}})", "")],
             "none",
-            "measured=false means the daemon fell back to the CPU-utilisation estimate; reason says why.",
+            'reason="selected" is the source in use (measured=false: the CPU-utilisation estimate); '
+            "the other rows say why each source was passed over.",
         ),
         timeseries(
             "Read errors",
             [
                 (
-                    f"sum by (instance, reader) (rate(energyd_read_errors_total{{{NODE}}}[$__rate_interval]))",
+                    f"sum by (instance, reader) (rate(energyd_read_errors_total{{{NODE_ONLY}}}[$__rate_interval]))",
                     "{{instance}} {{reader}}",
                 )
             ],
@@ -82,7 +95,7 @@ def build() -> Dashboard:
         ),
         stat(
             "Sampling cost (slowest node)",
-            [(f"max(energyd_sample_duration_seconds{{{NODE}}})", "")],
+            [(f"max(energyd_sample_duration_seconds{{{NODE_ONLY}}})", "")],
             "s",
             thresholds=((0.0, "green"), (0.05, "orange"), (0.5, "red")),
             description="Time one sampling pass took; the target is under 20 ms with 1,000 pods.",
@@ -99,6 +112,7 @@ def build() -> Dashboard:
             list=[
                 datasource_variable(),
                 label_variable("instance", "energyd_node_power_watts", "instance"),
+                label_variable("zone", "energyd_node_power_watts", "zone"),
                 label_variable("namespace", "energyd_pod_energy_joules_total", "namespace"),
             ]
         ),

@@ -69,7 +69,7 @@ def exposition(elapsed_s: float) -> str:
     ]
     out += [
         "# TYPE energyd_source_info gauge",
-        'energyd_source_info{source="powercap",reason="",measured="true"} 1',
+        'energyd_source_info{source="powercap",reason="selected",measured="true"} 1',
         "# TYPE energyd_read_errors_total counter",
         f'energyd_read_errors_total{{reader="powercap"}} {READ_ERRORS_PER_S * t}',
         "# TYPE energyd_sample_duration_seconds gauge",

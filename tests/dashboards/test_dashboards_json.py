@@ -41,7 +41,7 @@ KNOWN_METRICS = {
     "seldon_api_executor_server_requests_seconds_bucket",
 }
 # A metric name, or a recorded one (level:metric:operation) from deploy/prometheus/rules.yaml.
-METRIC = re.compile(r"\b((?:[a-z_]+:)?(?:energyd|adapter|seldon)_[a-z_]+(?::[a-z_]+)?)")
+METRIC = re.compile(r"\b((?:[a-z0-9_]+:)?(?:energyd|adapter|seldon)_[a-z0-9_]+(?::[a-z0-9_]+)?)")
 RULES = REPO / "deploy" / "prometheus" / "rules.yaml"
 
 
