@@ -136,6 +136,7 @@ class PerfSource:
         self._lock = threading.Lock()
         self._total_uj: dict[str, int] = {}
         self._uncounted: set[str] = set()
+        self._seen: set[str] = set()
         self._last_sample_s: float | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=5)
         self._closing = threading.Event()
@@ -223,10 +224,12 @@ class PerfSource:
                     log.warning("perf cannot count %s: %s", event, line.strip())
                     self._tail.append(line.strip())
                 self._uncounted.add(event)
-                return True
-            self._uncounted.discard(event)
-            self._total_uj[event] = self._total_uj.get(event, 0) + round(joules * UJ_PER_J)
-        self._first.set()
+            else:
+                self._uncounted.discard(event)
+                self._total_uj[event] = self._total_uj.get(event, 0) + round(joules * UJ_PER_J)
+        self._seen.add(event)
+        if self._seen.issuperset(self._zones):
+            self._first.set()  # every event has reported once: the constructor may return
         return True
 
 

@@ -76,16 +76,14 @@ class PowercapSource:
         return list(self._fds)
 
     def read_uj(self) -> Mapping[Zone, int]:
-        try:
-            return self._read_all()
-        except OSError as err:
-            log.info("powercap read failed (%s); rescanning %s", err, self._class_dir)
-        self._close_fds()
-        self._open()
-        try:
-            return self._read_all()
-        except OSError as err:
-            raise SourceError(f"cannot read RAPL energy under {self._class_dir}: {err}") from err
+        if self._fds:
+            try:
+                return self._read_all()
+            except OSError as err:
+                log.info("powercap read failed (%s); rescanning %s", err, self._class_dir)
+            self._close_fds()
+        # After a failed read (or a failed rescan) every read rescans until the tree is readable.
+        return self._open()
 
     def close(self) -> None:
         self._close_fds()
@@ -106,7 +104,7 @@ class PowercapSource:
         self._fds.clear()
         self._paths.clear()
 
-    def _open(self) -> None:
+    def _open(self) -> dict[Zone, int]:
         found = _scan(self._class_dir)
         zones = _label(found)
         for zone, f in zones:
@@ -130,21 +128,24 @@ class PowercapSource:
         except OSError as err:
             self._close_fds()
             raise SourceError(f"cannot read RAPL energy under {self._class_dir}: {err}") from err
-        self._mark_die_duplicates(first)
         log.debug("powercap zones: %s", ", ".join(z.name for z in self._fds))
+        return self._mark_die_duplicates(first)
 
-    def _mark_die_duplicates(self, first: Mapping[Zone, int]) -> None:
+    def _mark_die_duplicates(self, first: Mapping[Zone, int]) -> dict[Zone, int]:
         die0: dict[str, int] = {}
         for zone, value in first.items():
             m = DIE.match(zone.name)
             if m and m["die"] == "0":
                 die0[m["package"]] = value
-        for zone in list(self._fds):
+        marked: dict[Zone, int] = {}
+        for zone, value in first.items():
             m = DIE.match(zone.name)
-            if m and m["die"] != "0" and zone.in_node_total and die0.get(m["package"]) == first[zone]:
+            if m and m["die"] != "0" and zone.in_node_total and die0.get(m["package"]) == value:
                 fd, path = self._fds.pop(zone), self._paths.pop(zone)
-                twin = replace(zone, in_node_total=False)
-                self._fds[twin], self._paths[twin] = fd, path
+                zone = replace(zone, in_node_total=False)
+                self._fds[zone], self._paths[zone] = fd, path
+            marked[zone] = value
+        return marked
 
 
 def _scan(class_dir: Path) -> list[_Found]:

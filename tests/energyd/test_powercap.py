@@ -138,12 +138,14 @@ def test_no_powercap_says_why_and_how_to_fix(sysfs: Path) -> None:
     assert "modprobe intel_rapl_msr" in err.value.fix
 
 
-def test_garbage_in_energy_uj_names_the_file(sysfs: Path) -> None:
+def test_garbage_in_energy_uj_names_the_file_and_a_later_read_recovers(sysfs: Path) -> None:
     ft.amd(sysfs)
     source = PowercapSource(sysfs)
     (ft.zone_dir(sysfs, "0:0") / "energy_uj").write_text("\n")
     with pytest.raises(SourceError, match=r"intel-rapl:0:0/energy_uj holds"):
         source.read_uj()
+    ft.set_energy(sysfs, "0:0", 17890399999)
+    assert by_name(source)["core-0"][1] == 17890399999
     source.close()
 
 
