@@ -28,3 +28,9 @@ class Config:
     interval_s: float = 1.0
     port: int = 9102
     host: str = "0.0.0.0"
+    # A vanished pod's counters are kept this long, so a pod that is only briefly unreadable
+    # keeps its series, then dropped so that churn does not grow the exposition without bound.
+    grace_period_s: float = 300.0
+    # The node whose pods are named through the Kubernetes API (the NODE_NAME env in a
+    # DaemonSet); None: pods are labelled by uid.
+    node_name: str | None = None

@@ -57,11 +57,12 @@ def find_kubepods(hierarchy: Path) -> Path | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: each listing is a new object
 class PodCgroup:
     uid: str
-    path: str
-    containers: tuple[tuple[str, str], ...]  # (container id, path)
+    usage_file: str  # the pod cgroup's CPU usage file
+    containers: tuple[tuple[str, str], ...]  # (container id, its usage file)
+    listing: int  # changes whenever the directory was listed anew (it may have been recreated)
 
 
 def _subdirs(path: str) -> list[str]:
@@ -85,8 +86,10 @@ def _mtime_ns(path: str) -> int | None:
 class PodScanner:
     """Lists the pod and container cgroups under one kubepods directory, cheaply on repeat."""
 
-    def __init__(self, kubepods: Path) -> None:
+    def __init__(self, kubepods: Path, usage_file: str) -> None:
         self._root = str(kubepods)
+        self._usage_file = usage_file
+        self._listings = 0
         # Directory path -> (mtime when listed, its pod dirs or its pod); only settled listings.
         self._parents: dict[str, tuple[int, list[str]]] = {}
         self._pods: dict[str, tuple[int, PodCgroup]] = {}
@@ -127,8 +130,9 @@ class PodScanner:
         for name in sorted(_subdirs(path)):
             cid = container_id_from_name(name)
             if cid is not None:
-                containers.append((cid, os.path.join(path, name)))
-        pod = PodCgroup(uid=uid, path=path, containers=tuple(containers))
+                containers.append((cid, os.path.join(path, name, self._usage_file)))
+        self._listings += 1
+        pod = PodCgroup(uid, os.path.join(path, self._usage_file), tuple(containers), self._listings)
         if listed_ns - mtime > _SETTLED_NS:
             self._pods[path] = (mtime, pod)
         return pod

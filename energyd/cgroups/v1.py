@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+USAGE_FILE = "cpuacct.usage"
 # cpuacct is mounted on its own or joined with cpu; distributions link one name to the other.
 CPUACCT_MOUNTS = ("cpuacct", "cpu,cpuacct", "cpuacct,cpu")
 
@@ -13,16 +13,11 @@ def find_cpuacct(cgroup_root: Path) -> Path | None:
     """The cpuacct hierarchy under a v1 cgroup mount root, or None when there is none."""
     for name in CPUACCT_MOUNTS:
         candidate = cgroup_root / name
-        if (candidate / "cpuacct.usage").is_file():
+        if (candidate / USAGE_FILE).is_file():
             return candidate
     return None
 
 
-def read_usage_us(cgroup_dir: str) -> int:
-    """Cumulative CPU time of the cgroup in µs. Raises OSError (gone, unreadable) or ValueError."""
-    fd = os.open(os.path.join(cgroup_dir, "cpuacct.usage"), os.O_RDONLY)
-    try:
-        data = os.read(fd, 64)
-    finally:
-        os.close(fd)
+def parse_usage_us(data: bytes) -> int:
+    """Cumulative CPU time in µs from the bytes of cpuacct.usage (ns). Raises ValueError."""
     return int(data) // 1000

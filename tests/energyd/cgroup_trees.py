@@ -6,8 +6,13 @@ names carry the pod uid with '_' for '-', guaranteed pods sit directly under kub
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
+from typing import Any
+
+from energyd.config import Roots
+from tests.energyd.fixture_trees import write_powercap_zone, write_proc_stat
 
 RUNTIME_PREFIX = {"containerd": "cri-containerd-", "crio": "crio-", "docker": "docker-"}
 
@@ -51,14 +56,23 @@ class CgroupTree:
         return self.pod_dir(uid) / container_id
 
     def _write_usage(self, directory: Path, usage_us: int) -> None:
+        # Fixed-width values overwritten in place by one pwrite: a concurrent reader (the daemon
+        # under test) never sees a truncated file, and the directory's mtime stays put as on a
+        # real cgroupfs, where counters change without touching the directory.
         directory.mkdir(parents=True, exist_ok=True)
         if self.version == 2:
-            text = (
-                f"usage_usec {usage_us}\nuser_usec {usage_us // 2}\nsystem_usec {usage_us - usage_us // 2}\n"
-            )
-            (directory / "cpu.stat").write_text(text + "nr_periods 0\nnr_throttled 0\nthrottled_usec 0\n")
+            name = "cpu.stat"
+            user = usage_us // 2
+            data = f"usage_usec {usage_us:020d}\nuser_usec {user:020d}\nsystem_usec {usage_us - user:020d}\n"
+            data += "nr_periods 0\nnr_throttled 0\nthrottled_usec 0\n"
         else:
-            (directory / "cpuacct.usage").write_text(f"{usage_us * 1000}\n")
+            name = "cpuacct.usage"
+            data = f"{usage_us * 1000:024d}\n"
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, data.encode(), 0)
+        finally:
+            os.close(fd)
 
     def set_pod(self, uid: str, usage_us: int, qos: str = "burstable") -> None:
         self._qos.setdefault(uid, qos)
@@ -81,3 +95,40 @@ def pod_uid(i: int) -> str:
 
 def container_id(i: int, j: int = 0) -> str:
     return f"{i:056x}{j:08x}"
+
+
+class NodeTree:
+    """A whole fake node under one directory: sys/ (one RAPL package zone), proc/stat, cgroup/.
+
+    Tests and the bench advance its counters while energyd reads it through its --*-root flags,
+    so every write is one the reader can never see half done: energy_uj is rewritten in place at
+    a fixed width (the powercap source keeps it open), /proc/stat is replaced by a rename.
+    """
+
+    USER_HZ = 100
+
+    def __init__(self, root: Path, max_range_uj: int = 262143328850, **cgroup: Any) -> None:
+        self.roots = Roots(sysfs=root / "sys", procfs=root / "proc", cgroup=root / "cgroup")
+        self.cgroups = CgroupTree(self.roots.cgroup, **cgroup)
+        self.max_range_uj = max_range_uj
+        self._staging = root / "staging"
+        zone = write_powercap_zone(self.roots.sysfs, 0, "package-0", 0, max_range_uj)
+        self._energy_file = zone / "energy_uj"
+        self.set_energy_uj(0)
+        self.set_cpu(busy_s=0.0, idle_s=0.0)
+
+    def set_energy_uj(self, energy_uj: int) -> None:
+        """Cumulative energy as the hardware counts it: wrapped at max_range_uj."""
+        fd = os.open(self._energy_file, os.O_WRONLY)
+        try:
+            os.pwrite(fd, f"{energy_uj % self.max_range_uj:020d}\n".encode(), 0)
+        finally:
+            os.close(fd)
+
+    def set_cpu(self, busy_s: float, idle_s: float) -> None:
+        # Busy time split between user and system so that a parser that skips a column fails.
+        user = round(busy_s * self.USER_HZ * 0.75)
+        system = round(busy_s * self.USER_HZ) - user
+        staged = write_proc_stat(self._staging, user=user, system=system, idle=round(idle_s * self.USER_HZ))
+        self.roots.procfs.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, self.roots.procfs / "stat")

@@ -1,0 +1,227 @@
+"""`energyd run` (the node daemon) and `energyd probe`. The one place objects are wired."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from wsgiref.simple_server import WSGIServer
+
+from energyd.cgroups import CgroupError, PodUsageReader
+from energyd.cgroups.names import PodResolver, from_environment
+from energyd.config import SOURCE_CHOICES, Config, Roots
+from energyd.exporter import serve
+from energyd.probe import format_probe, probe
+from energyd.procstat import read_cpu_times
+from energyd.sampler import Sampler, Snapshot, SourceStatus
+from energyd.sources.base import EnergySource, SourceError
+from energyd.sources.select import open_source
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """Something the operator must fix before the daemon can run; the message says what."""
+
+
+class Daemon:
+    """The wired daemon: a sampler stepped on a timer and an HTTP server showing its snapshot."""
+
+    def __init__(self, config: Config, source: EnergySource, sampler: Sampler, names: PodResolver) -> None:
+        self.config = config
+        self._source = source
+        self._sampler = sampler
+        self._names = names
+        self._latest: Snapshot | None = None
+        self._server: WSGIServer | None = None
+
+    def latest(self) -> Snapshot | None:
+        return self._latest
+
+    def step(self) -> Snapshot:
+        self._latest = self._sampler.step(time.time())
+        return self._latest
+
+    def serve(self) -> int:
+        """Starts /metrics; returns the bound port (useful with --port 0)."""
+        try:
+            self._server = serve(self.latest, self.config.host, self.config.port)
+        except OSError as err:
+            raise StartupError(f"cannot listen on {self.config.host}:{self.config.port}: {err}") from err
+        port: int = self._server.server_port
+        return port
+
+    def run(self, stop: threading.Event) -> None:
+        """Samples every interval until `stop` is set. Ticks keep to a fixed schedule, not drift."""
+        interval_s = self.config.interval_s
+        next_s = time.monotonic()
+        while not stop.is_set():
+            self.step()
+            next_s += interval_s
+            now = time.monotonic()
+            if next_s < now:  # fell behind (suspended, overloaded): skip the missed ticks
+                next_s = now
+            stop.wait(next_s - now)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self._names.close()
+        self._source.close()
+
+
+def build(config: Config) -> Daemon:
+    """Opens the source, the cgroup and /proc readers and the name resolver; raises StartupError."""
+    roots = config.roots
+    try:
+        read_cpu_times(roots.procfs)
+    except (OSError, ValueError) as err:
+        raise StartupError(f"--procfs-root {roots.procfs}: cannot read node CPU times: {err}") from err
+    try:
+        usage = PodUsageReader(roots.cgroup)
+    except CgroupError as err:
+        raise StartupError(f"--cgroup-root: {err}") from err
+    try:
+        source, passed_over = open_source(config.source, roots, interval_s=config.interval_s)
+    except SourceError as err:
+        raise StartupError(f"--source {config.source}: {err.reason}") from err
+    statuses = [SourceStatus(p.source, p.reason, p.source != "estimate", False) for p in passed_over]
+    statuses.append(SourceStatus(source.name, "", source.measured, True))
+    for p in passed_over:
+        log.info("source %s passed over: %s (fix: %s)", p.source, p.reason, p.fix)
+    log.info("energy source: %s%s", source.name, "" if source.measured else " (an estimate, not measured)")
+    names = from_environment(config.node_name)
+    sampler = Sampler(
+        source,
+        functools.partial(read_cpu_times, roots.procfs),
+        usage,
+        names,
+        sources=statuses,
+        grace_period_s=config.grace_period_s,
+    )
+    return Daemon(config, source, sampler, names)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {value}")
+    return value
+
+
+def _add_roots(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sysfs-root", type=Path, default=Path("/sys"), help="holds class/powercap and bus/event_source"
+    )
+    parser.add_argument("--procfs-root", type=Path, default=Path("/proc"), help="holds stat")
+    parser.add_argument("--cgroup-root", type=Path, default=Path("/sys/fs/cgroup"), help="the cgroup mount")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="energyd",
+        description="Node energy telemetry: RAPL energy per zone, attributed to pods by CPU time, "
+        "exported for Prometheus.",
+    )
+    top.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = top.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="sample energy and serve /metrics",
+        description="Sample energy every interval, attribute it to pods and serve it on /metrics. "
+        "Pods are named through the Kubernetes API when NODE_NAME is set and API access exists.",
+    )
+    run.add_argument(
+        "--source",
+        choices=SOURCE_CHOICES,
+        default="auto",
+        help="energy source; auto tries powercap, then perf, then the estimate (default auto)",
+    )
+    run.add_argument("--interval", type=_positive_float, default=1.0, help="seconds between samples (1)")
+    run.add_argument("--port", type=_port, default=9102, help="HTTP port of /metrics (9102)")
+    run.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
+    run.add_argument(
+        "--grace-period",
+        type=_positive_float,
+        default=300.0,
+        help="seconds a vanished pod's series are kept before they are dropped (300)",
+    )
+    _add_roots(run)
+    check = sub.add_parser(
+        "probe",
+        help="which energy sources work here, and why not",
+        description="Try every energy "
+        "source on this machine and print which work, why the others do not, and the fix.",
+    )
+    _add_roots(check)
+    return top
+
+
+def _roots(args: argparse.Namespace) -> Roots:
+    return Roots(sysfs=args.sysfs_root, procfs=args.procfs_root, cgroup=args.cgroup_root)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return Config(
+        roots=_roots(args),
+        source=args.source,
+        interval_s=args.interval,
+        port=args.port,
+        host=args.host,
+        grace_period_s=args.grace_period,
+        node_name=os.environ.get("NODE_NAME") or None,
+    )
+
+
+def _run(config: Config) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon = build(config)
+    try:
+        port = daemon.serve()
+        log.info("serving http://%s:%d/metrics every %.3g s", config.host, port, config.interval_s)
+        daemon.run(stop)
+    finally:
+        daemon.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "probe":
+            print(format_probe(probe(_roots(args))))
+            return 0
+        return _run(config_from_args(args))
+    except StartupError as err:
+        print(f"energyd: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,144 @@
+"""`energyd` as a user runs it: flags, errors, wiring, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from energyd.cli import build, main
+from energyd.config import Config
+from tests.energyd.cgroup_trees import NodeTree, container_id, pod_uid
+from tests.prom import free_port
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> NodeTree:
+    tree = NodeTree(tmp_path)
+    tree.cgroups.set_pod(pod_uid(1), 0)
+    tree.cgroups.set_container(pod_uid(1), container_id(1), 0)
+    return tree
+
+
+def root_flags(node: NodeTree) -> list[str]:
+    r = node.roots
+    return ["--sysfs-root", str(r.sysfs), "--procfs-root", str(r.procfs), "--cgroup-root", str(r.cgroup)]
+
+
+def test_help_explains_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--source",
+        "--interval",
+        "--port",
+        "--sysfs-root",
+        "--procfs-root",
+        "--cgroup-root",
+        "--grace-period",
+    ):
+        assert flag in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--interval", "0"], "must be > 0"),
+        (["run", "--interval", "soon"], "not a number"),
+        (["run", "--port", "70000"], "port must be 0..65535"),
+        (["run", "--source", "rapl"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_flags_are_refused(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "bad"), [("--procfs-root", "procfs"), ("--cgroup-root", "cgroup")])
+def test_unreadable_roots_are_named(
+    node: NodeTree, tmp_path: Path, flag: str, bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--source", "powercap", "--port", str(free_port()), *root_flags(node)]
+    argv[argv.index(flag) + 1] = str(tmp_path / "missing")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("energyd: error:") and flag in err and "missing" in err
+
+
+def test_an_explicit_source_that_fails_is_an_error(
+    node: NodeTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--source", "perf", "--port", str(free_port()), *root_flags(node)]) == 2
+    assert "--source perf" in capsys.readouterr().err
+
+
+def test_build_wires_a_working_daemon(node: NodeTree) -> None:
+    daemon = build(Config(roots=node.roots, source="auto", host="127.0.0.1", port=0))
+    try:
+        daemon.step()
+        node.set_energy_uj(4_000_000)
+        node.set_cpu(busy_s=1.0, idle_s=1.0)
+        node.cgroups.set_pod(pod_uid(1), 500_000)
+        snap = daemon.step()
+        assert snap.source == "powercap"
+        assert snap.pod_energy_j["package-0"] == {pod_uid(1): pytest.approx(1.0)}
+        assert [(s.source, s.selected) for s in snap.sources] == [("powercap", True)]
+        port = daemon.serve()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            assert b'energyd_pod_energy_joules_total{namespace=""' in resp.read()
+    finally:
+        daemon.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_the_daemon_cleanly(node: NodeTree, signum: int) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "NODE_NAME"}
+    argv = [
+        sys.executable,
+        "-m",
+        "energyd",
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--interval",
+        "0.2",
+    ]
+    proc = subprocess.Popen([*argv, *root_flags(node)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        body = b""
+        while time.monotonic() < deadline and b"energyd_pods" not in body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:
+                    body = resp.read()
+            except OSError:
+                time.sleep(0.1)
+        assert b"energyd_pods 1.0" in body
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert "shutting down" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_probe_prints_the_sources(node: NodeTree, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probe", *root_flags(node)]) == 0
+    out = capsys.readouterr().out
+    assert "powercap" in out and "estimate" in out

@@ -1,0 +1,197 @@
+"""The sampler over fixture trees read through the real readers (powercap, /proc/stat, cgroups)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from energyd.cgroups import PodUsageReader
+from energyd.cgroups.names import NoNames
+from energyd.procstat import read_cpu_times
+from energyd.sampler import Sampler, Snapshot
+from energyd.sources.select import open_source
+from tests.energyd.cgroup_trees import NodeTree, container_id, pod_uid
+
+A, B = pod_uid(1), pod_uid(2)
+CA = container_id(1)
+ZONE = "package-0"
+
+
+def sampler_for(node: NodeTree, grace_period_s: float = 300.0) -> Sampler:
+    source, _ = open_source("powercap", node.roots)
+    return Sampler(
+        source,
+        functools.partial(read_cpu_times, node.roots.procfs),
+        PodUsageReader(node.roots.cgroup),
+        NoNames(),
+        grace_period_s=grace_period_s,
+    )
+
+
+def pod_j(snap: Snapshot, uid: str) -> float | None:
+    return snap.pod_energy_j[ZONE].get(uid)
+
+
+def assert_conserved(snap: Snapshot) -> None:
+    for zone, node_j in snap.node_energy_j.items():
+        parts = list(snap.pod_energy_j[zone].values())
+        parts += [snap.unattributed_j[(zone, k)] for k in ("system", "idle")]
+        assert math.isclose(math.fsum(parts), node_j, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> NodeTree:
+    tree = NodeTree(tmp_path)
+    tree.cgroups.set_pod(A, 0)
+    tree.cgroups.set_container(A, CA, 0)
+    tree.cgroups.set_pod(B, 0, qos="besteffort")
+    return tree
+
+
+def test_an_interval_is_split_by_cpu_time(node: NodeTree) -> None:
+    sampler = sampler_for(node)
+    first = sampler.step(100.0)
+    assert pod_j(first, A) is None and first.node_energy_j == {ZONE: 0.0}  # a baseline only
+    # 4 CPUs for 1 s: 2 CPU-s busy, pod A 1.0 (its container 0.8), pod B 0.5; 40 J in the package.
+    node.set_energy_uj(40_000_000)
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    node.cgroups.set_pod(A, 1_000_000)
+    node.cgroups.set_container(A, CA, 800_000)
+    node.cgroups.set_pod(B, 500_000)
+    snap = sampler.step(101.0)
+    assert snap.node_energy_j[ZONE] == pytest.approx(40.0)
+    assert snap.node_power_w[ZONE] == pytest.approx(40.0)
+    assert pod_j(snap, A) == pytest.approx(10.0)
+    assert pod_j(snap, B) == pytest.approx(5.0)
+    assert snap.unattributed_j[(ZONE, "system")] == pytest.approx(5.0)
+    assert snap.unattributed_j[(ZONE, "idle")] == pytest.approx(20.0)
+    assert snap.container_energy_j[ZONE] == {(A, CA): pytest.approx(8.0)}
+    assert snap.pod_meta == {}  # no API: the exporter labels pods by uid
+    assert snap.pods_present == 2 and snap.source == "powercap" and snap.measured
+    assert_conserved(snap)
+
+
+def test_a_wrapped_zone_counter_keeps_counting(tmp_path: Path) -> None:
+    node = NodeTree(tmp_path, max_range_uj=100_000_000)
+    node.cgroups.set_pod(A, 0)
+    node.set_energy_uj(90_000_000)
+    sampler = sampler_for(node)
+    sampler.step(0.0)
+    node.set_energy_uj(130_000_000)  # written as 30 J: the counter wrapped at 100 J
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    node.cgroups.set_pod(A, 1_000_000)
+    snap = sampler.step(1.0)
+    assert snap.node_energy_j[ZONE] == pytest.approx(40.0)
+    assert pod_j(snap, A) == pytest.approx(20.0)
+
+
+def test_churn_keeps_pod_counters_monotonic(node: NodeTree) -> None:
+    sampler = sampler_for(node, grace_period_s=10.0)
+    sampler.step(0.0)
+    node.set_energy_uj(40_000_000)
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    node.cgroups.set_pod(A, 1_000_000)
+    node.cgroups.set_pod(B, 1_000_000)
+    snap = sampler.step(1.0)
+    a1, b1 = pod_j(snap, A), pod_j(snap, B)
+    assert a1 == pytest.approx(10.0) and b1 == pytest.approx(10.0)
+    # Pod A's cgroup was recreated (its counter restarted: 0.5 s since), a new container
+    # appeared in it, and pod B vanished.
+    node.cgroups.set_pod(A, 500_000)
+    node.cgroups.set_container(A, container_id(1, 2), 400_000)
+    node.cgroups.remove_pod(B)
+    node.set_energy_uj(80_000_000)
+    node.set_cpu(busy_s=4.0, idle_s=4.0)
+    snap = sampler.step(2.0)
+    assert pod_j(snap, A) == pytest.approx(a1 + 5.0)
+    assert pod_j(snap, B) == pytest.approx(b1)  # kept through the grace period
+    assert snap.container_energy_j[ZONE][(A, container_id(1, 2))] == pytest.approx(4.0)
+    assert snap.pods_present == 1
+    assert_conserved(snap)
+    # B comes back within the grace period: its series continues from where it was.
+    node.cgroups.set_pod(B, 1_500_000, qos="besteffort")
+    node.set_energy_uj(120_000_000)
+    node.set_cpu(busy_s=6.0, idle_s=6.0)
+    snap = sampler.step(3.0)
+    assert pod_j(snap, B) == pytest.approx(b1 + 5.0)
+    node.cgroups.remove_pod(B)
+    sampler.step(10.0)
+    assert pod_j(sampler.step(13.1), B) is None  # unseen for more than 10 s: dropped
+
+
+def test_a_failed_energy_read_is_covered_by_the_next_pass(node: NodeTree) -> None:
+    sampler = sampler_for(node)
+    sampler.step(0.0)
+    energy = node.roots.sysfs / "class/powercap/intel-rapl:0/energy_uj"
+    saved = energy.read_text()
+    energy.write_text("garbage\n")
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    node.cgroups.set_pod(A, 1_000_000)
+    failed = sampler.step(1.0)
+    assert failed.read_errors.get("source") == 1
+    assert failed.node_energy_j[ZONE] == 0.0
+    energy.write_text(saved)
+    node.set_energy_uj(80_000_000)
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    snap = sampler.step(2.0)
+    assert snap.node_energy_j[ZONE] == pytest.approx(80.0)
+    assert pod_j(snap, A) == pytest.approx(20.0)  # 1 of the 4 CPU-seconds over the whole gap
+    assert_conserved(snap)
+
+
+@dataclass(frozen=True)
+class Step:
+    energy_uj: int
+    busy_s: float
+    idle_s: float
+    pods: dict[int, int]  # pod -> µs of CPU time this step; a pod left out is removed
+    reset: set[int]  # pods whose cgroup was recreated (counter back to 0) this step
+
+
+step_st = st.builds(
+    Step,
+    energy_uj=st.integers(0, 60_000_000),  # below the 100 J range: a wrap is unambiguous
+    busy_s=st.floats(0.0, 4.0),
+    idle_s=st.floats(0.0, 4.0),
+    pods=st.dictionaries(st.integers(1, 4), st.integers(0, 2_000_000), max_size=4),
+    reset=st.sets(st.integers(1, 4), max_size=2),
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(steps=st.lists(step_st, min_size=1, max_size=6))
+def test_conservation_and_monotonic_counters_through_wraps_and_churn(steps: list[Step]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        node = NodeTree(Path(tmp), max_range_uj=100_000_000)
+        sampler = sampler_for(node, grace_period_s=1e9)
+        prev = sampler.step(0.0)
+        energy_uj, busy_s, idle_s = 0, 0.0, 0.0
+        usage: dict[int, int] = {}
+        for i, step in enumerate(steps, start=1):
+            energy_uj += step.energy_uj
+            busy_s += step.busy_s
+            idle_s += step.idle_s
+            node.set_energy_uj(energy_uj)
+            node.set_cpu(busy_s=busy_s, idle_s=idle_s)
+            for p in [p for p in usage if p not in step.pods]:
+                node.cgroups.remove_pod(pod_uid(p))
+                del usage[p]
+            for p, inc_us in step.pods.items():
+                usage[p] = (0 if p in step.reset else usage.get(p, 0)) + inc_us
+                node.cgroups.set_pod(pod_uid(p), usage[p])
+            snap = sampler.step(float(i))
+            assert snap.node_energy_j[ZONE] == pytest.approx(energy_uj / 1e6)
+            assert_conserved(snap)
+            before = prev.pod_energy_j[ZONE]
+            for uid, j in snap.pod_energy_j[ZONE].items():
+                assert j >= before.get(uid, 0.0)
+            for key, j in snap.unattributed_j.items():
+                assert j >= prev.unattributed_j.get(key, 0.0)
+            prev = snap
