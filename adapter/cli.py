@@ -117,6 +117,7 @@ def settings_from_args(args: argparse.Namespace) -> AdapterSettings:
         latency_bucket_metric=args.latency_metric,
         pipeline_label=args.pipeline_label,
         refresh_energy=args.refresh_energy,
+        energy_matchers=args.energy_matchers,
         api_token=os.environ.get(TOKEN_ENV) or None,
     )
 
@@ -191,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
                 latency_bucket_metric=settings.latency_bucket_metric,
                 pipeline_label=settings.pipeline_label,
                 rate_window_s=settings.rate_window_s,
+                energy_matchers=settings.energy_matchers,
             )
             if settings.prometheus_url
             else None
@@ -315,6 +317,11 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--refresh-energy",
         action="store_true",
         help="replace profile energy per request with energyd's measurement",
+    )
+    p.add_argument(
+        "--energy-matchers",
+        default="",
+        help="extra label matchers on energyd's pod energy, so overlapping zones count once (e.g. 'zone!=\"psys\"')",
     )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(func=run)

@@ -53,6 +53,7 @@ class PrometheusQuery:
         pipeline_label: str = "deployment_name",
         pod_label: str = "pod",
         pod_regex_template: str = "{pipeline}-.+-{stage}-.+",
+        energy_matchers: str = "",
         rate_window_s: float = 30.0,
         step_s: float = 10.0,
         client: httpx.Client | None = None,
@@ -70,6 +71,8 @@ class PrometheusQuery:
         self.pipeline_label = pipeline_label
         self.pod_label = pod_label
         self.pod_regex_template = pod_regex_template
+        # e.g. 'zone!="psys"' where energyd's zones overlap: the energy sum must count each joule once.
+        self.energy_matchers = energy_matchers
         self.rate_window_s = rate_window_s
         self.step_s = step_s
         self._client = client or httpx.Client(timeout=timeout_s)
@@ -167,9 +170,13 @@ class PrometheusQuery:
     def energy_per_request_j(self, pod_regex: str, now_s: float) -> float | None:
         """Joules per request of the pods matching `pod_regex`: their summed energy rate (energyd)
         over their summed request rate (`pod_request_metric`, counted in each model pod). None when they served no requests in the window."""
-        pods = f"{{{self.pod_label}=~{_label_value(pod_regex)}}}"
+        pods = f"{self.pod_label}=~{_label_value(pod_regex)}"
+        energy = ",".join(m for m in (pods, self.energy_matchers) if m)
         window = self._window()
-        promql = f"sum(rate({self.energy_metric}{pods}[{window}])) / sum(rate({self.pod_request_metric}{pods}[{window}]))"
+        promql = (
+            f"sum(rate({self.energy_metric}{{{energy}}}[{window}])) / "
+            f"sum(rate({self.pod_request_metric}{{{pods}}}[{window}]))"
+        )
         result = self.instant(promql, now_s)
         if not result or not math.isfinite(result[0][1]) or result[0][1] < 0:
             return None

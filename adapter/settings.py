@@ -55,6 +55,7 @@ class AdapterSettings:
     latency_bucket_metric: str = SELDON_V1_LATENCY_BUCKETS
     pipeline_label: str = "deployment_name"
     refresh_energy: bool = False
+    energy_matchers: str = ""  # extra label matchers on energyd's series, e.g. 'zone!="psys"'
     api_token: str | None = None  # from ADAPTER_API_TOKEN; None refuses every apply
 
     def sla_for(self, profile: Profile) -> float:

@@ -93,6 +93,10 @@ def test_energy_per_request_sums_zones_over_the_pods(prometheus_url: str, make_q
     assert query.stage_energy_per_request_j("video", "detect", BASE_S + 400) == pytest.approx(12.0 / 8.0)
     assert query.energy_per_request_j("video-.*", BASE_S + 400) == pytest.approx(15.0 / 16.0)
     assert query.stage_energy_per_request_j("video", "missing", BASE_S + 400) is None
+    package_only = make_query(prometheus_url, energy_matchers='zone="package"')
+    assert package_only.stage_energy_per_request_j("video", "detect", BASE_S + 400) == pytest.approx(
+        0.75 * 12.0 / 8.0
+    )
 
 
 def test_a_bad_query_fails_at_once(prometheus_url: str, make_query: MakeQuery) -> None:
