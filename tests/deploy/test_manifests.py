@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from adapter.cli import parser as adapter_parser
+from adapter.cli import settings_from_args
 from adapter.profiles import parse_profile
 from tests.deploy.kustomize import Manifest, build, find, kustomization, load_documents
 
@@ -189,7 +190,9 @@ def test_perf_overlay_adds_only_perfmon_and_the_event_list(
     assert rest == [o for o in base if o["kind"] != "DaemonSet"]
 
 
-def test_adapter_deployment_runs_as_non_root_with_the_token_from_the_secret(base: list[Manifest]) -> None:
+def test_adapter_deployment_runs_as_non_root_with_the_token_from_the_secret(
+    base: list[Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
     dep = find(base, "Deployment", "adapter")
     spec = pod_spec(dep)
     c = container(dep, "adapter")
@@ -207,6 +210,9 @@ def test_adapter_deployment_runs_as_non_root_with_the_token_from_the_secret(base
     # The adapter's own parser accepts the arguments, and they name the mounted profiles.
     args = adapter_parser().parse_args([*c["command"][1:], *c["args"]])
     assert Path(args.profiles) == Path(profiles["mountPath"])
+    # What the container sees with the placeholder Secret: no token, so the API refuses apply.
+    monkeypatch.setenv("ADAPTER_API_TOKEN", secret["stringData"][token["key"]])
+    assert settings_from_args(args).api_token is None
 
 
 def test_energyd_cli_accepts_the_daemonset_arguments(base: list[Manifest]) -> None:
