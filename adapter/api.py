@@ -23,13 +23,13 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapter.errors import ActuationError, ProfileError, QueryError
+from adapter.errors import ActuationError, AdapterError, ProfileError, QueryError
 from adapter.loop import Actuator, LoadHistory, LoadPredictor
 from adapter.metrics import AdapterMetrics
 from adapter.problem import Problem, Solver, Weights
 from adapter.profiles import Profile, parse_profile
 from adapter.settings import AdapterSettings
-from adapter.solve import SOLVER_NAMES, SolverUnavailable
+from adapter.solve import SOLVER_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,9 @@ def create_app(
             raise HTTPException(422, str(exc)) from exc
         try:
             decision = solvers(request.solver).solve(problem)
-        except (ValueError, SolverUnavailable) as exc:
+        except (ValueError, AdapterError) as exc:
+            # A solver that cannot take this request: not installed, no licence, or an instance
+            # too large for the exhaustive oracle. The caller can pick another.
             raise HTTPException(422, f"solver: {exc}") from exc
         metrics.count_decision(profile.pipeline, decision)
         body = decision.to_json()

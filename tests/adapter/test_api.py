@@ -159,6 +159,17 @@ def test_malformed_input_is_422_naming_the_field(
     assert field in response.json()["detail"]
 
 
+def test_an_instance_too_large_for_the_oracle_is_422(build: Callable[..., Any]) -> None:
+    client, _, _ = build()
+    profile = video_profile(variants_per_stage=4).model_dump(mode="json", exclude_none=True)
+    stage = profile["stages"][0]
+    profile["stages"] = [{**stage, "name": f"s{i}"} for i in range(6)]  # 16^6 combinations
+    request = {"pipeline": profile, "sla_s": 30, "arrival_rate_rps": 1, "solver": "exhaustive"}
+    response = client.post("/decide", json=request)
+    assert response.status_code == 422 and response.json()["detail"].startswith("solver: ")
+    assert client.post("/decide", json={**request, "solver": "auto"}).json()["feasible"] is True
+
+
 def test_a_bad_profile_object_names_the_nested_field(build: Callable[..., Any]) -> None:
     client, _, _ = build()
     profile = video_profile().model_dump(mode="json", exclude_none=True)
