@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -36,8 +37,26 @@ def stages(text: str) -> dict[str, list[str]]:
     return result
 
 
+def builder_context(dest: Path) -> Path:
+    """The files the Dockerfile's builder copies, in a fresh directory: the wheel is built from
+    them alone, and setuptools' build/ and egg-info land there, not in the checkout."""
+    dest.mkdir()
+    for line in stages(DOCKERFILE.read_text())["builder"]:
+        if line.startswith("COPY") and "--from" not in line:
+            for source in line.split()[1:-1]:
+                path = REPO / source
+                if path.is_dir():
+                    shutil.copytree(
+                        path, dest / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                    )
+                elif path.exists():  # README.md, once written
+                    shutil.copy2(path, dest / source)
+    return dest
+
+
 def test_wheel_installs_and_both_entry_points_start(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
+    context = builder_context(tmp_path / "context")
     subprocess.run(
         [
             sys.executable,
@@ -49,7 +68,7 @@ def test_wheel_installs_and_both_entry_points_start(tmp_path: Path) -> None:
             "-q",
             "-w",
             str(wheels),
-            str(REPO),
+            str(context),
         ],
         check=True,
         capture_output=True,
