@@ -152,9 +152,8 @@ def _scan(class_dir: Path) -> list[_Found]:
     if not class_dir.is_dir():
         raise SourceError(
             f"{class_dir} does not exist: no powercap driver (a VM, or the intel_rapl_msr module is not loaded)",
-            "on bare metal: modprobe intel_rapl_msr (Intel, and AMD Zen since Linux 5.8) and mount the "
-            "host's /sys/class/powercap into the container; in a VM there is no RAPL: use --source "
-            "perf on a host that has it, or the estimate",
+            "on bare metal: modprobe intel_rapl_msr (Intel; AMD Zen on recent kernels) and mount the host's "
+            "/sys/class/powercap into the container; a VM exposes no RAPL at all: the estimate is what is left",
         )
     found: list[_Found] = []
     for entry in sorted(class_dir.iterdir()):
