@@ -116,6 +116,7 @@ class PodUsageReader:
         pods = []
         errors = 0
         scanned = scanner.scan()
+        known = len(self._open_fds)
         for pod in scanned:
             fds, kept = self._fds(pod)
             values: list[int | None] = []
@@ -138,7 +139,8 @@ class PodUsageReader:
                 cid: us for (cid, _), us in zip(pod.containers, values[1:], strict=True) if us is not None
             }
             pods.append(PodUsage(uid=pod.uid, usage_us=pod_us, containers=containers))
-        if len(self._open_fds) > len(scanned):
+        # Pods that left the scan (or were relisted as new objects) still hold descriptors.
+        if len(self._open_fds) != known or known > len(scanned):
             self._forget(set(scanned))
         return UsageReading(pods=pods, errors=errors)
 

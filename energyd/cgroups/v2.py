@@ -10,12 +10,15 @@ _KEY = b"usage_usec "
 
 def parse_usage_us(data: bytes) -> int:
     """Cumulative CPU time in µs from the bytes of cpu.stat. Raises ValueError."""
-    start = data.find(_KEY)
-    if start < 0:
-        raise ValueError("cpu.stat has no usage_usec")
-    start += len(_KEY)
+    if data.startswith(_KEY):  # the kernel prints it first: no search needed
+        start = len(_KEY)
+    else:
+        at = data.find(b"\n" + _KEY)
+        if at < 0:
+            raise ValueError("cpu.stat has no usage_usec")
+        start = at + 1 + len(_KEY)
     end = data.find(b"\n", start)
-    return int(data[start:] if end < 0 else data[start:end])
+    return int(data[start:end] if end >= 0 else data[start:])
 
 
 def is_v2(cgroup_root: str) -> bool:

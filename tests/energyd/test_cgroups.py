@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from energyd.cgroups import CgroupError, PodUsageReader
+from energyd.cgroups import CgroupError, PodUsageReader, v2
 from energyd.cgroups.pods import container_id_from_name, pod_uid_from_name
 from tests.energyd.cgroup_trees import CgroupTree, container_id, pod_uid
 
@@ -143,3 +143,53 @@ def test_unusable_roots_are_refused(tmp_path: Path) -> None:
         PodUsageReader(tmp_path / "missing")
     with pytest.raises(CgroupError, match="neither"):
         PodUsageReader(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("data", "usage_us"),
+    [
+        (b"usage_usec 42\nuser_usec 40\n", 42),
+        (b"usage_usec 42", 42),
+        (b"user_usec 40\nusage_usec 43\nsystem_usec 3\n", 43),
+        (b"user_usec 40\nusage_usec 44", 44),
+    ],
+)
+def test_cpu_stat_is_parsed_wherever_usage_usec_is(data: bytes, usage_us: int) -> None:
+    assert v2.parse_usage_us(data) == usage_us
+
+
+def test_cpu_stat_without_usage_usec_is_refused() -> None:
+    with pytest.raises(ValueError, match="usage_usec"):
+        v2.parse_usage_us(b"user_usec 40\nxusage_usec 4\n")
+
+
+def test_descriptors_follow_churn(tmp_path: Path) -> None:
+    tree = CgroupTree(tmp_path)
+    tree.set_pod(pod_uid(1), 10)
+    tree.set_pod(pod_uid(2), 20)
+    for d in tmp_path.rglob("*"):  # settled: listings are cached, descriptors kept
+        if d.is_dir():
+            os.utime(d, ns=(10**18, 10**18))
+    reader = PodUsageReader(tmp_path)
+    reader.read()
+    # Pod 2 is replaced by pod 3 between passes, and pod 1's cgroup is recreated with a fresh
+    # counter: no descriptor of a removed file may be read again.
+    tree.remove_pod(pod_uid(2))
+    tree.set_pod(pod_uid(3), 30)
+    tree.remove_pod(pod_uid(1))
+    tree.set_pod(pod_uid(1), 5)
+    assert {p.uid: p.usage_us for p in reader.read().pods} == {pod_uid(1): 5, pod_uid(3): 30}
+    open_fds = len(os.listdir("/proc/self/fd"))
+    reader.close()
+    assert len(os.listdir("/proc/self/fd")) == open_fds - 2
+
+
+def test_past_the_descriptor_budget_files_are_read_and_closed(tmp_path: Path) -> None:
+    tree = CgroupTree(tmp_path)
+    for i in range(3):
+        tree.set_pod(pod_uid(i), i)
+    reader = PodUsageReader(tmp_path, max_open_files=1)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(2):
+        assert sorted(p.usage_us for p in reader.read().pods) == [0, 1, 2]
+    assert len(os.listdir("/proc/self/fd")) == before + 1
