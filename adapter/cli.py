@@ -17,11 +17,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from adapter.errors import AdapterError
+from adapter.errors import AdapterError, QueryError
 from adapter.loop import Actuator, AdaptLoop, LoopSettings, StepResult
 from adapter.metrics import AdapterMetrics
 from adapter.predict import PREDICTOR_NAMES, make_predictor
@@ -40,10 +40,17 @@ SUBCOMMAND_MODULES = {"adapter.sim.cli": ("simulate", "evaluate"), "adapter.prof
 class LoopRunner:
     """Steps every loop each `interval_s` in a daemon thread and keeps the metrics current."""
 
-    def __init__(self, loops: Sequence[AdaptLoop], metrics: AdapterMetrics, interval_s: float) -> None:
+    def __init__(
+        self,
+        loops: Sequence[AdaptLoop],
+        metrics: AdapterMetrics,
+        interval_s: float,
+        p99_latency_s: Callable[[str, float], float | None] | None = None,
+    ) -> None:
         self.loops = list(loops)
         self.metrics = metrics
         self.interval_s = interval_s
+        self._p99_latency_s = p99_latency_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="adapt-loop", daemon=True)
 
@@ -64,8 +71,22 @@ class LoopRunner:
             if not result.degraded and result.decision is not None:
                 self.metrics.count_decision(pipeline, result.decision)
                 self.metrics.set_in_force(loop.profile, result.decision, loop.settings.sla_s)
+            if self._p99_latency_s is not None and not result.degraded:
+                self._observe_latency(self._p99_latency_s, pipeline, now_s)
             results.append(result)
         return results
+
+    def _observe_latency(
+        self, p99_latency_s: Callable[[str, float], float | None], pipeline: str, now_s: float
+    ) -> None:
+        """The served p99 beside the predicted latency; no latency histogram is no failure."""
+        try:
+            p99_s = p99_latency_s(pipeline, now_s)
+        except QueryError as exc:
+            logger.info("no p99 latency for %s: %s", pipeline, exc)
+            return
+        if p99_s is not None:
+            self.metrics.observed_p99.labels(pipeline).set(p99_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -205,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = AdapterMetrics()
     predictor = make_predictor(settings.predictor, settings.history_window_s, settings.headroom)
     app = create_app(profiles, metrics, get_solver, actuator, predictor, query, settings)
-    runner = LoopRunner(loops, metrics, settings.interval_s)
+    runner = LoopRunner(loops, metrics, settings.interval_s, query.p99_latency_s if query else None)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=settings.host, port=settings.port, workers=1, log_level=args.log_level.lower()

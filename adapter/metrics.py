@@ -60,6 +60,12 @@ class AdapterMetrics:
         self.latency = Gauge(
             "adapter_predicted_latency_seconds", "Predicted end-to-end latency", ["pipeline"], registry=r
         )
+        self.observed_p99 = Gauge(
+            "adapter_observed_p99_latency_seconds",
+            "Served p99 latency (serving metrics)",
+            ["pipeline"],
+            registry=r,
+        )
         self.sla = Gauge("adapter_sla_seconds", "End-to-end latency SLA", ["pipeline"], registry=r)
         self.pas = Gauge(
             "adapter_pas", "Pipeline accuracy score (100 x product of accuracies)", ["pipeline"], registry=r

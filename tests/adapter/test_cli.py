@@ -101,7 +101,7 @@ def test_loop_runner_keeps_the_metrics_current(prometheus_url: str) -> None:
         loops = build_loops(
             AdapterSettings(sla_s=2.0, headroom=1.0), {"video": video_profile()}, query, DryRunActuator()
         )
-        [result] = LoopRunner(loops, metrics, 10).step_all(BASE_S + 200.0)
+        [result] = LoopRunner(loops, metrics, 10, query.p99_latency_s).step_all(BASE_S + 200.0)
     assert result.decision is not None and not result.degraded
     values = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -111,6 +111,7 @@ def test_loop_runner_keeps_the_metrics_current(prometheus_url: str) -> None:
     assert values[("adapter_observed_requests_per_second", (("pipeline", "video"),))] == pytest.approx(6.0)
     assert values[("adapter_predicted_requests_per_second", (("pipeline", "video"),))] == pytest.approx(6.0)
     assert values[("adapter_sla_seconds", (("pipeline", "video"),))] == 2.0
+    assert values[("adapter_observed_p99_latency_seconds", (("pipeline", "video"),))] == pytest.approx(0.5)
     for stage in result.decision.stages:
         key = (("pipeline", "video"), ("stage", stage.stage))
         assert values[("adapter_stage_replicas", key)] == stage.replicas
