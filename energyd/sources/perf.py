@@ -19,7 +19,6 @@ than a quiet interval of zero watts.
 
 from __future__ import annotations
 
-import collections
 import logging
 import shutil
 import subprocess
@@ -43,6 +42,7 @@ EVENT_ZONES = {
 INSIDE_PACKAGE = frozenset({"core", "gpu"})
 UNCOUNTED = ("<not supported>", "<not counted>")
 UJ_PER_J = 1_000_000
+TAIL_LINES = 3
 
 PERMISSION_FIX = (
     "run energyd as root or with CAP_PERFMON (Linux 5.8+; the perf overlay in deploy/overlays/perf adds it), "
@@ -138,7 +138,7 @@ class PerfSource:
         self._uncounted: set[str] = set()
         self._seen: set[str] = set()
         self._last_sample_s: float | None = None
-        self._tail: collections.deque[str] = collections.deque(maxlen=5)
+        self._tail: list[str] = []  # perf's first messages of its current run: the error comes first
         self._closing = threading.Event()
         self._first = threading.Event()
         self._proc: subprocess.Popen[str] | None = None
@@ -191,6 +191,7 @@ class PerfSource:
                     self._first.set()
                     break
                 self._proc = proc
+                self._tail.clear()
             with proc:
                 assert proc.stderr is not None  # piped above
                 sampled = False
@@ -213,7 +214,7 @@ class PerfSource:
     def _take(self, line: str) -> bool:
         parsed = parse_line(line)
         if parsed is None:
-            if line.strip():
+            if line.strip() and len(self._tail) < TAIL_LINES:
                 self._tail.append(line.strip())
             return False
         event, joules = parsed
@@ -222,7 +223,8 @@ class PerfSource:
             if joules is None:
                 if event not in self._uncounted:
                     log.warning("perf cannot count %s: %s", event, line.strip())
-                    self._tail.append(line.strip())
+                    if len(self._tail) < TAIL_LINES:
+                        self._tail.append(line.strip())
                 self._uncounted.add(event)
             else:
                 self._uncounted.discard(event)

@@ -42,7 +42,14 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
 
 
 def replay_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if str(REPLAY) in " ".join(p.cmdline())]
+    running = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if str(REPLAY) in " ".join(child.cmdline()):
+                running.append(child)
+        except psutil.NoSuchProcess:
+            pass  # ended while being looked at: not running
+    return running
 
 
 @pytest.fixture
@@ -89,8 +96,9 @@ def test_perf_that_dies_is_restarted_and_totals_carry_on(sysfs: Path, log: Path)
 def test_stale_perf_is_a_read_error(sysfs: Path, log: Path) -> None:
     now = [100.0]
     source = PerfSource(sysfs, interval_s=0.05, perf_command=replay(log), clock=lambda: now[0])
+    package = Zone("package", None, True, None)
     try:
-        source.read_uj()
+        wait_for(lambda: source.read_uj().get(package) == recorded_uj()["power/energy-pkg/"])
         now[0] += 60.0  # the replay hangs after its last line: no sample for a minute
         with pytest.raises(SourceError, match="no sample for over"):
             source.read_uj()

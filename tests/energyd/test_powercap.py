@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -173,17 +174,16 @@ def test_root_only_energy_uj_is_refused_with_the_fix(world_readable_tmp: Path) -
         "except SourceError as e:\n"
         "    print(e.reason); print(e.fix); sys.exit(3)\n"
     )
+    # Root reads a 0400 file regardless, so the source runs as nobody, as energyd would without
+    # runAsUser: 0. Run unprivileged, the test owns the files: mode 000 denies the owner too.
+    if os.geteuid() == 0:
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    else:
+        as_nobody = []
+        for energy in sysfs.rglob("energy_uj"):
+            energy.chmod(0o000)
     done = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-c",
-            script,
-            str(sysfs),
-        ],
+        [*as_nobody, sys.executable, "-c", script, str(sysfs)],
         cwd=REPO,
         capture_output=True,
         text=True,
