@@ -105,8 +105,10 @@ class PowercapSource:
         self._paths.clear()
 
     def _open(self) -> dict[Zone, int]:
-        found = _scan(self._class_dir)
-        zones = _label(found)
+        try:
+            zones = _label(_scan(self._class_dir))
+        except OSError as err:  # a zone vanished or turned unreadable while being listed
+            raise SourceError(f"cannot list RAPL zones under {self._class_dir}: {err}") from err
         for zone, f in zones:
             path = f.path / "energy_uj"
             try:

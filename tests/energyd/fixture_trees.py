@@ -140,3 +140,12 @@ def four_socket_reverse(sysfs_root: Path) -> None:
         socket = 3 - index
         write_powercap_zone(sysfs_root, index, f"package-{socket}", 100_000_000_000 + socket)
         write_powercap_zone(sysfs_root, f"{index}:0", "dram", 30_000_000_000 + socket, DRAM_RANGE_UJ)
+
+
+def server_psys_between(sysfs_root: Path) -> None:
+    """A Sapphire Rapids-like server: psys at intel-rapl:1, between the two packages."""
+    write_powercap_zone(sysfs_root, 0, "package-0", 226618687799)
+    write_powercap_zone(sysfs_root, "0:0", "dram", 60279115781, DRAM_RANGE_UJ)
+    write_powercap_zone(sysfs_root, 1, "psys", 181795825861)
+    write_powercap_zone(sysfs_root, 2, "package-1", 35231629289)
+    write_powercap_zone(sysfs_root, "2:0", "dram", 32651449214, DRAM_RANGE_UJ)

@@ -67,6 +67,16 @@ def test_psys_alone_is_the_node_total(sysfs: Path) -> None:
     assert zones["uncore-0"].parent == "package-0"
 
 
+def test_psys_between_packages_on_a_server(sysfs: Path) -> None:
+    ft.server_psys_between(sysfs)
+    source = PowercapSource(sysfs)
+    zones = by_name(source)
+    source.close()
+    assert sorted(zones) == ["dram-0", "dram-1", "package-0", "package-1", "psys"]
+    assert zones["package-1"][1] == 35231629289  # at intel-rapl:2, not 1
+    assert [name for name, (z, _) in zones.items() if z.in_node_total] == ["psys"]
+
+
 def test_mmio_duplicate_is_read_but_not_counted_twice(sysfs: Path) -> None:
     ft.mmio_duplicate(sysfs)
     source = PowercapSource(sysfs)
