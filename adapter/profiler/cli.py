@@ -26,7 +26,6 @@ from energyd.procstat import online_cpus
 from energyd.sources.base import EnergySource, SourceError
 from energyd.sources.select import open_source
 
-
 DEFAULT_BATCH_SIZES = "1,2,4,8,16,32,64"
 PERF_INTERVAL_S = 0.1
 INSTALL_HINT = "torch is not installed: pip install -e '.[profile]' (docs/profiles.md)"
