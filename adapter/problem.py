@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from adapter.profiles import Profile, Stage, Variant
@@ -144,15 +145,24 @@ class Problem:
         s = self.profile.stages[stage]
         return self._batches(s, s.variants)
 
+    @cached_property
+    def _options(self) -> tuple[tuple[Option, ...], ...]:
+        # Solvers, infeasibility() and the API all ask for the same options; the problem is
+        # immutable, so they are built once (cached_property writes past the frozen __setattr__).
+        result = []
+        for stage in range(len(self.profile.stages)):
+            row = []
+            for variant, batch in self.stage_choices(stage):
+                thr = variant.batch(batch).replica_throughput_rps
+                n = least_replicas(self.arrival_rate_rps, thr, self.replicas_min)
+                row.append(self.option(stage, variant, batch, n))
+            result.append(tuple(row))
+        return tuple(result)
+
     def options(self, stage: int) -> list[Option]:
         """Each allowed (variant, batch) with its least sufficient replicas; includes options
         whose least replicas exceed replicas_max (feasible_throughput False)."""
-        result = []
-        for variant, batch in self.stage_choices(stage):
-            thr = variant.batch(batch).replica_throughput_rps
-            n = least_replicas(self.arrival_rate_rps, thr, self.replicas_min)
-            result.append(self.option(stage, variant, batch, n))
-        return result
+        return list(self._options[stage])
 
     def best_effort(self) -> list[Option]:
         """Per stage, the most throughput the profiles allow (replicas_max of the option with the

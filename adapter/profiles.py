@@ -19,7 +19,7 @@ PROFILE_SUFFIXES = (".yaml", ".yml", ".json")
 class BatchPoint(BaseModel):
     """One measured batch size of one variant (one replica)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     size: int = Field(ge=1)
     latency_s: float = Field(gt=0)
@@ -33,7 +33,7 @@ class BatchPoint(BaseModel):
 
 
 class Variant(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1)
     accuracy: float = Field(gt=0, le=100)
@@ -59,7 +59,7 @@ class Variant(BaseModel):
 
 
 class Stage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1)
     variants: tuple[Variant, ...] = Field(min_length=1)
@@ -81,7 +81,7 @@ class Stage(BaseModel):
 class Profile(BaseModel):
     """One pipeline: its stages in order."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     pipeline: str = Field(min_length=1)
     measured_on: str | None = None
