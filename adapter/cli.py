@@ -131,6 +131,7 @@ def settings_from_args(args: argparse.Namespace) -> AdapterSettings:
         apply=args.apply,
         seldon=args.seldon,
         namespace=args.namespace,
+        kubeconfig=args.kubeconfig,
         variant_uris=_key_values(args.variant_uri or (), "--variant-uri"),
         query_timeout_s=args.query_timeout,
         rate_window_s=args.rate_window,
@@ -153,10 +154,13 @@ def build_actuator(settings: AdapterSettings) -> Actuator:
 
     from adapter.actuate.seldon import SeldonActuator
 
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+    if settings.kubeconfig is not None:
+        config.load_kube_config(config_file=str(settings.kubeconfig))  # type: ignore[no-untyped-call]
+    else:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
     version: Literal["v1", "v2"] = "v2" if settings.seldon == "v2" else "v1"
     return SeldonActuator(
         client.CustomObjectsApi(), settings.namespace, version, apply=True, variant_uris=settings.variant_uris
@@ -314,6 +318,12 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--apply", action="store_true", help="patch Seldon objects (default: dry run, log only)")
     p.add_argument("--seldon", choices=("v1", "v2"), default="v1", help="SeldonDeployment (v1) or Model (v2)")
     p.add_argument("--namespace", default="default", help="namespace of the Seldon objects")
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="kubeconfig file (default: in-cluster, else ~/.kube/config)",
+    )
     p.add_argument(
         "--variant-uri", action="append", metavar="VARIANT=URI", help="model URI per variant (v2: required)"
     )

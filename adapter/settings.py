@@ -47,6 +47,7 @@ class AdapterSettings:
     apply: bool = False
     seldon: str = "v1"
     namespace: str = "default"
+    kubeconfig: Path | None = None  # None: in-cluster, else $KUBECONFIG or ~/.kube/config
     variant_uris: Mapping[str, str] = field(default_factory=dict)
     query_timeout_s: float = 2.0
     query_retries: int = 2

@@ -12,15 +12,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import kubernetes
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapter.actuate import DryRunActuator
-from adapter.cli import LoopRunner, _register_optional, build_loops, main, parser, settings_from_args
+from adapter.cli import (
+    LoopRunner,
+    _register_optional,
+    build_actuator,
+    build_loops,
+    main,
+    parser,
+    settings_from_args,
+)
 from adapter.errors import AdapterError
 from adapter.metrics import AdapterMetrics
+from adapter.problem import Decision, StageChoice
 from adapter.query import PrometheusQuery
 from adapter.settings import AdapterSettings, default_sla_s
+from tests.adapter.fake_kube import FakeKube, serve_fake_kube
 from tests.adapter.prom_backfill import backfilled_prometheus, request_counter_lines
 from tests.prom import free_port
 from tests.sim.profiles import video_profile
@@ -175,3 +186,40 @@ def test_loop_runner_survives_a_failing_step(prometheus_url: str) -> None:
         loops = build_loops(AdapterSettings(sla_s=-1.0), {"video": video_profile()}, query, DryRunActuator())
         assert LoopRunner(loops, metrics, 10).step_all(BASE_S + 200.0) == []
     assert metrics.degraded_reasons()["loop:video"].startswith("step failed: ValueError: sla_s")
+
+
+def test_apply_wires_the_seldon_actuator_from_kubeconfig(tmp_path: Path) -> None:
+    with serve_fake_kube() as (fake, api):
+        host = api.api_client.configuration.host
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fake", "cluster": {"server": host}}],
+                    "users": [{"name": "me", "user": {"token": "t"}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
+                    "current-context": "fake",
+                }
+            )
+        )
+        path = FakeKube.path("mlops.seldon.io", "v1alpha1", "prod", "models", "detect")
+        fake.put(path, {"spec": {"replicas": 1, "storageUri": "gs://m/a"}})
+        settings = AdapterSettings(
+            apply=True, seldon="v2", namespace="prod", variant_uris={"b": "gs://m/b"}, kubeconfig=kubeconfig
+        )
+        default = kubernetes.client.Configuration.get_default_copy()
+        try:
+            actuator = build_actuator(settings)
+        finally:
+            # load_kube_config sets the process-wide default client configuration: put it back.
+            kubernetes.client.Configuration.set_default(default)
+        assert not actuator.dry_run
+        assert isinstance(build_actuator(AdapterSettings()), DryRunActuator)
+        decision = Decision(
+            True, 1.0, (StageChoice("detect", "b", 2, 1, 0.1, 0, 1, 2),), 50, 2, 1, 0.1, 1, "x", 0, None
+        )
+        assert actuator.apply("video", decision) is True
+        [patch] = fake.patches()
+        assert patch.body == {"spec": {"replicas": 2, "storageUri": "gs://m/b"}}
