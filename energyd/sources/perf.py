@@ -11,10 +11,11 @@ perf aggregates an event over the sockets (``-a`` without ``--per-socket``), so 
 gpu are inside package; psys, when listed, is the node total alone.
 
 An interval perf could not count (``<not counted>``) adds nothing; an event perf never counted
-(``<not supported>``) has no zone in read_uj. If perf dies it is restarted with exponential back-off; the energy of the gap is lost (a new
-perf starts from zero, and the cumulative values carry on from where they were). While no
-sample has come for three intervals, read_uj raises, so the sampler counts a read error rather
-than a quiet interval of zero watts.
+(``<not supported>``) has no zone in read_uj. If perf dies it is restarted with exponential
+back-off; the energy of the gap is lost (a new perf starts from zero, and the cumulative values
+carry on from where they were). While no sample has come for three intervals, read_uj raises,
+so the sampler counts a read error rather than a quiet interval of zero watts, and a perf that
+is alive but silent is terminated, so that it is restarted.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class PerfSource:
         self._uncounted: set[str] = set()
         self._seen: set[str] = set()
         self._last_sample_s: float | None = None
+        self._started_s = clock()
         self._tail: list[str] = []  # perf's first messages of its current run: the error comes first
         self._closing = threading.Event()
         self._first = threading.Event()
@@ -155,9 +157,13 @@ class PerfSource:
 
     def read_uj(self) -> Mapping[Zone, int]:
         with self._lock:
-            last = self._last_sample_s
+            # A perf just (re)started has had no time to print yet: staleness counts from its start.
+            last = max(self._last_sample_s or 0.0, self._started_s)
             totals = {self._zones[e]: uj for e, uj in self._total_uj.items()}
-        if last is None or self._clock() - last > self._stale_s:
+            proc = self._proc
+        if self._clock() - last > self._stale_s:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()  # alive but silent (hung): the reader thread starts a new one
             raise SourceError(f"perf has given no sample for over {self._stale_s:.3g} s (restarting it)")
         if not totals:
             raise SourceError(f"perf has counted none of {', '.join(self._zones)} yet")
@@ -191,6 +197,7 @@ class PerfSource:
                     self._first.set()
                     break
                 self._proc = proc
+                self._started_s = self._clock()
                 self._tail.clear()
             with proc:
                 assert proc.stderr is not None  # piped above

@@ -93,15 +93,19 @@ def test_perf_that_dies_is_restarted_and_totals_carry_on(sysfs: Path, log: Path)
     assert source.restarts >= 2
 
 
-def test_stale_perf_is_a_read_error(sysfs: Path, log: Path) -> None:
+def test_silent_perf_is_a_read_error_and_is_restarted(sysfs: Path, log: Path) -> None:
     now = [100.0]
-    source = PerfSource(sysfs, interval_s=0.05, perf_command=replay(log), clock=lambda: now[0])
+    source = PerfSource(
+        sysfs, interval_s=0.05, perf_command=replay(log), clock=lambda: now[0], backoff_s=0.01
+    )
     package = Zone("package", None, True, None)
     try:
         wait_for(lambda: source.read_uj().get(package) == recorded_uj()["power/energy-pkg/"])
         now[0] += 60.0  # the replay hangs after its last line: no sample for a minute
         with pytest.raises(SourceError, match="no sample for over"):
             source.read_uj()
+        # The silent perf was terminated and a new one started.
+        wait_for(lambda: len(log.read_text().splitlines()) == 2)
     finally:
         source.close()
 
