@@ -125,8 +125,9 @@ class SeldonActuator:
         )
         if index is None:
             raise ActuationError(f"SeldonDeployment {name} has no predictor {self.predictor!r}")
+        sized: dict[int, int] = {}  # id(componentSpec) -> replicas this decision gives it
         for choice in decision.stages:
-            self._set_stage_v1(name, wanted[index], choice)
+            self._set_stage_v1(name, wanted[index], choice, sized)
         if wanted == predictors:
             return False
         body = {
@@ -136,13 +137,18 @@ class SeldonActuator:
         self._patch(V1, name, body)
         return True
 
-    def _set_stage_v1(self, name: str, predictor: dict[str, Any], choice: StageChoice) -> None:
+    def _set_stage_v1(
+        self, name: str, predictor: dict[str, Any], choice: StageChoice, sized: dict[int, int]
+    ) -> None:
         for component in predictor.get("componentSpecs") or ():
             containers = component.get("spec", {}).get("containers") or ()
             container = next((c for c in containers if c.get("name") == choice.stage), None)
             if container is None:
                 continue
-            component["replicas"] = choice.replicas
+            # Stages whose containers share one componentSpec share its pods: the larger count
+            # carries both loads.
+            sized[id(component)] = max(choice.replicas, sized.get(id(component), 0))
+            component["replicas"] = sized[id(component)]
             _set_env(container, VARIANT_ENV, choice.variant)
             _set_env(container, BATCH_ENV, str(choice.batch))
             uri = self.variant_uris.get(choice.variant)

@@ -190,3 +190,16 @@ def test_dry_run_actuator_records_and_reports_changes() -> None:
     assert actuator.apply("video", decision(("yolov5s", 4, 2), ("resnet50", 2, 4))) is True
     assert actuator.current["video"] == (("detect", "yolov5s", 4, 2), ("classify", "resnet50", 2, 4))
     assert len(actuator.applied) == 2
+
+
+def test_v1_stages_sharing_a_component_get_the_larger_replica_count() -> None:
+    shared = seldon_deployment()
+    components = shared["spec"]["predictors"][0]["componentSpecs"]
+    components[0]["spec"]["containers"] += components.pop()["spec"]["containers"]
+    with serve_fake_kube() as (fake, api):
+        fake.put(SDEP, shared)
+        SeldonActuator(api, namespace="prod", apply=True).apply(
+            "video", decision(("yolov5s", 2, 1), ("resnet50", 5, 1))
+        )
+        [component] = fake.objects[SDEP]["spec"]["predictors"][0]["componentSpecs"]
+    assert component["replicas"] == 5
