@@ -78,6 +78,9 @@ def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option]
         ("primal_feasibility_tolerance", _FEASIBILITY_TOLERANCE),
         ("mip_feasibility_tolerance", _FEASIBILITY_TOLERANCE),
         ("dual_feasibility_tolerance", _DUAL_TOLERANCE),
+        # Models of a few hundred binaries cost more to spread over threads than they gain:
+        # one thread halved the median solve time (bench/bench_solvers.py).
+        ("threads", 1),
     ):
         h.setOptionValue(option, value)
     h.passModel(lp)
