@@ -1,7 +1,7 @@
 """Exact solvers of the decision problem (adapter.problem), picked by name.
 
-    auto        frontier, then gurobi (when gurobipy imports and its licence admits the model),
-                then highs: the first that can answer
+    auto        frontier; should it give up (a frontier past MAX_FRONTIER entries), gurobi when
+                gurobipy imports and its licence admits the model, else highs
     frontier    Pareto-frontier merge over stages (numpy), exact
     highs       MILP in HiGHS, zero gap
     gurobi      MILP in Gurobi, zero gap
@@ -53,11 +53,9 @@ def get_solver(name: str) -> Solver:
     from adapter.solve.highs import HighsSolver
 
     if name == "auto":
-        backends: list[Solver] = [FrontierSolver()]
-        if unavailable_reason() is None:
-            backends.append(GurobiSolver())
-        backends.append(HighsSolver())
-        return AutoSolver(backends)
+        # Gurobi only answers when the frontier gives up; it finds out then, not here, whether
+        # it can run (its licence check costs ~0.1 s).
+        return AutoSolver([FrontierSolver(), GurobiSolver(), HighsSolver()])
     if name == "frontier":
         return FrontierSolver()
     if name == "highs":

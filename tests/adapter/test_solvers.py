@@ -38,7 +38,7 @@ def same_objective(a: float, b: float) -> bool:
 
 
 @pytest.mark.parametrize("name", SOLVERS)
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=problems())
 def test_solver_agrees_with_the_oracle(name: str, problem: Problem) -> None:
     expected = ORACLE.solve(problem)
@@ -177,21 +177,19 @@ def test_auto_falls_back_when_a_backend_cannot_answer() -> None:
     assert same_objective(get_solver("auto").solve(problem).objective, reference.objective)
 
 
-def test_gurobi_size_limited_licence_falls_back_to_highs() -> None:
+def test_auto_falls_through_gurobi_size_limited_licence_to_highs() -> None:
     # 70 stages x 35 options = 2450 binaries: past the pip wheel's 2000-variable licence.
     problem = Problem(synthetic_profile(3, 70, 5), 10.0, 1000.0)
-    if "gurobi" not in available_solvers():  # no gurobipy or no licence at all
-        with pytest.raises(SolverUnavailable, match="gurobi"):
-            get_solver("gurobi")
-        return
-    auto = AutoSolver([GurobiSolver(), HighsSolver()])
+    auto = AutoSolver([FrontierSolver(max_frontier=1), GurobiSolver(), HighsSolver()])
     try:
         GurobiSolver().solve(problem)
     except SolverUnavailable as exc:
-        assert "size-limited" in exc.reason
-        assert auto.solve(problem).solver == "highs"
+        # The size-limited licence installed with the wheel; or no gurobipy or licence at all.
+        assert "size-limited" in exc.reason or "gurobi" not in available_solvers()
+        expected = "highs"
     else:  # a full licence solves it itself
-        assert auto.solve(problem).solver == "gurobi"
+        expected = "gurobi"
+    assert auto.solve(problem).solver == expected
 
 
 def test_oracle_refuses_large_instances() -> None:
