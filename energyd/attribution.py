@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 C = TypeVar("C", bound=Hashable)
 
 
-@dataclass(frozen=True)
-class PodCpu(Generic[C]):
+class PodCpu(NamedTuple, Generic[C]):  # a tuple: a thousand are built per pass
     """One pod's CPU time over the interval, and its containers'. Negative deltas count as 0."""
 
     cpu_s: float
@@ -59,11 +58,14 @@ def shares(node_total_s: float, node_busy_s: float, pods: Mapping[K, PodCpu[C]])
         pod_shares = {uid: cpu_s / total_s for uid, cpu_s in pods_cpu_s.items()}
     container_shares: dict[tuple[K, C], float] = {}
     for uid, pod in pods.items():
-        containers_s = {cid: max(s, 0.0) for cid, s in pod.containers_cpu_s.items()}
+        containers_s = pod.containers_cpu_s
+        if not containers_s:
+            continue
         # Containers never get more than their pod: the pod counter also holds the sandbox.
-        denominator = max(pods_cpu_s[uid], sum(containers_s.values()))
+        denominator = max(pods_cpu_s[uid], sum(s for s in containers_s.values() if s > 0.0))
+        per_s = pod_shares[uid] / denominator if denominator > 0.0 else 0.0
         for cid, cpu_s in containers_s.items():
-            container_shares[(uid, cid)] = pod_shares[uid] * cpu_s / denominator if denominator else 0.0
+            container_shares[(uid, cid)] = per_s * cpu_s if cpu_s > 0.0 else 0.0
     attributed = sum(pod_shares.values())
     system = max(busy - attributed, 0.0)
     idle = max(1.0 - attributed - system, 0.0)

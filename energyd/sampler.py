@@ -160,14 +160,16 @@ class Sampler:
         self, now_s: float, reading: UsageReading, total_s: float | None
     ) -> dict[str, PodCpu[str]]:
         """CPU-seconds per pod and container since the last pass; total_s None on the first."""
+        pod_us, pod_seen = self._pod_us, self._pod_seen_s
+        container_us, container_seen = self._container_us, self._container_seen_s
         pods_cpu: dict[str, PodCpu[str]] = {}
         for pod in reading.pods:
+            uid = pod.uid
             containers = {
-                cid: _delta_s(self._container_us, self._container_seen_s, (pod.uid, cid), us, now_s, total_s)
+                cid: _delta_s(container_us, container_seen, (uid, cid), us, now_s, total_s)
                 for cid, us in pod.containers.items()
             }
-            pod_s = _delta_s(self._pod_us, self._pod_seen_s, pod.uid, pod.usage_us, now_s, total_s)
-            pods_cpu[pod.uid] = PodCpu(pod_s, containers)
+            pods_cpu[uid] = PodCpu(_delta_s(pod_us, pod_seen, uid, pod.usage_us, now_s, total_s), containers)
         return pods_cpu
 
     def _accumulate(self, zone: str, zone_j: float, att: ZoneAttribution[str, str]) -> None:

@@ -13,8 +13,9 @@ import logging
 import os
 import resource
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from energyd.cgroups import v1, v2
 from energyd.cgroups.pods import PodCgroup, PodScanner, find_kubepods
@@ -28,11 +29,10 @@ class CgroupError(Exception):
     """The cgroup root is missing or holds neither a v2 hierarchy nor a v1 cpuacct one."""
 
 
-@dataclass(frozen=True)
-class PodUsage:
+class PodUsage(NamedTuple):  # a tuple: a thousand are built per pass
     uid: str
     usage_us: int  # the pod cgroup's own counter: its containers plus the sandbox
-    containers: dict[str, int] = field(default_factory=dict)  # container id -> µs
+    containers: dict[str, int]  # container id -> µs
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,7 @@ class PodUsageReader:
         return self._scanner
 
     def _fds(self, pod: PodCgroup) -> tuple[list[int | None], bool]:
-        """Descriptors of the pod's usage file then its containers'; True if they are kept."""
-        fds = self._open_fds.get(pod)
-        if fds is not None:
-            return fds, True
+        """Opens the pod's usage file then its containers'; True if the descriptors are kept."""
         fds = [_open(pod.usage_file), *(_open(path) for _, path in pod.containers)]
         if self._kept + len(fds) > self._max_open:
             return fds, False
@@ -112,17 +109,20 @@ class PodUsageReader:
         scanner = self._pod_scanner()
         if scanner is None:
             return UsageReading(pods=[], errors=0)
-        parse = self._parse
+        parse, open_fds, pread = self._parse, self._open_fds, os.pread
         pods = []
         errors = 0
         scanned = scanner.scan()
-        known = len(self._open_fds)
+        known = len(open_fds)
         for pod in scanned:
-            fds, kept = self._fds(pod)
+            fds = open_fds.get(pod)
+            kept = True
+            if fds is None:
+                fds, kept = self._fds(pod)
             values: list[int | None] = []
             for fd in fds:
                 try:
-                    values.append(None if fd is None else parse(os.pread(fd, _READ_BYTES, 0)))
+                    values.append(None if fd is None else parse(pread(fd, _READ_BYTES, 0)))
                 except OSError as err:
                     values.append(None)
                     if err.errno != errno.ENODEV:  # ENODEV: the cgroup was removed, churn
@@ -138,9 +138,9 @@ class PodUsageReader:
             containers = {
                 cid: us for (cid, _), us in zip(pod.containers, values[1:], strict=True) if us is not None
             }
-            pods.append(PodUsage(uid=pod.uid, usage_us=pod_us, containers=containers))
+            pods.append(PodUsage(pod.uid, pod_us, containers))
         # Pods that left the scan (or were relisted as new objects) still hold descriptors.
-        if len(self._open_fds) != known or known > len(scanned):
+        if len(open_fds) != known or known > len(scanned):
             self._forget(set(scanned))
         return UsageReading(pods=pods, errors=errors)
 

@@ -115,13 +115,7 @@ class PodScanner:
             self._parents[parent] = (mtime, dirs)
         return dirs
 
-    def _pod(self, path: str) -> PodCgroup | None:
-        mtime = _mtime_ns(path)
-        if mtime is None:
-            return None
-        cached = self._pods.get(path)
-        if cached is not None and cached[0] == mtime:
-            return cached[1]
+    def _list_pod(self, path: str, mtime: int) -> PodCgroup | None:
         uid = pod_uid_from_name(os.path.basename(path))
         if uid is None:
             return None
@@ -139,14 +133,27 @@ class PodScanner:
 
     def scan(self) -> list[PodCgroup]:
         """Every pod cgroup now present. A pod whose directory vanished mid-scan is left out."""
+        stat, cache = os.stat, self._pods
         pods = []
-        seen = set()
+        paths = []
+        in_cache = 0
         for parent in self._pod_parents():
             for path in self._pod_dirs(parent):
-                pod = self._pod(path)
+                try:
+                    mtime = stat(path).st_mtime_ns
+                except OSError:
+                    continue
+                cached = cache.get(path)
+                if cached is not None and cached[0] == mtime:
+                    pod: PodCgroup | None = cached[1]
+                    in_cache += 1
+                else:
+                    pod = self._list_pod(path, mtime)
+                    in_cache += path in cache
                 if pod is not None:
                     pods.append(pod)
-                    seen.add(path)
-        for gone in self._pods.keys() - seen:
-            del self._pods[gone]
+                    paths.append(path)
+        if len(cache) > in_cache:  # some cached pods were not met: they are gone
+            for gone in cache.keys() - set(paths):
+                del cache[gone]
         return pods
