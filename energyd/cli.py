@@ -202,15 +202,18 @@ def _run(config: Config) -> int:
         log.info("%s: shutting down", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    daemon = build(config)
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        port = daemon.serve()
-        log.info("serving http://%s:%d/metrics every %.3g s", config.host, port, config.interval_s)
-        daemon.run(stop)
+        daemon = build(config)
+        try:
+            port = daemon.serve()
+            log.info("serving http://%s:%d/metrics every %.3g s", config.host, port, config.interval_s)
+            daemon.run(stop)
+        finally:
+            daemon.close()
     finally:
-        daemon.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 

@@ -85,9 +85,11 @@ class SnapshotCollector(Collector):
         yield info
 
         errors = CounterMetricFamily(
-            "energyd_read_errors", "Failed reads per reader (source, procstat, cgroup).", labels=["reader"]
+            "energyd_read_errors",
+            "Failed reads per reader: the energy source (by name), procstat, cgroup.",
+            labels=["reader"],
         )
-        for reader in ("source", "procstat", "cgroup"):
+        for reader in sorted({snap.source, "procstat", "cgroup", *snap.read_errors}):
             errors.add_metric([reader], snap.read_errors.get(reader, 0))
         yield errors
 

@@ -117,7 +117,7 @@ class Sampler:
                 raise SourceError("no energy zones left to read")
         except SourceError as err:
             log.warning("energy read failed (%s): %s", self._source.name, err.reason)
-            self._errors["source"] += 1
+            self._errors[self._source.name] += 1
             energy_uj = None
         try:
             cpu = self._read_node_cpu()

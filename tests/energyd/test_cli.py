@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,3 +143,19 @@ def test_probe_prints_the_sources(node: NodeTree, capsys: pytest.CaptureFixture[
     assert main(["probe", *root_flags(node)]) == 0
     out = capsys.readouterr().out
     assert "powercap" in out and "estimate" in out
+
+
+def test_a_port_in_use_is_a_clear_error(node: NodeTree, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["run", "--source", "powercap", "--host", "127.0.0.1", "--port", str(port), *root_flags(node)]
+        assert main(argv) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_signal_handlers_are_restored_after_a_run(node: NodeTree) -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert main(["run", "--source", "perf", "--port", str(free_port()), *root_flags(node)]) == 2
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

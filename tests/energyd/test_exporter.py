@@ -83,7 +83,7 @@ def test_metrics_show_the_snapshot() -> None:
         == 1.0
     )
     assert got[("energyd_read_errors_total", (("reader", "cgroup"),))] == 2
-    assert got[("energyd_read_errors_total", (("reader", "source"),))] == 0
+    assert got[("energyd_read_errors_total", (("reader", "perf"),))] == 0
     assert got[("energyd_sample_duration_seconds", ())] == 0.004
     assert got[("energyd_pods", ())] == 1
     # Only our registry is served: nothing from the process-wide default collectors.

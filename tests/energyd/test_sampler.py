@@ -135,7 +135,7 @@ def test_a_failed_energy_read_is_covered_by_the_next_pass(node: NodeTree) -> Non
     node.set_cpu(busy_s=1.0, idle_s=1.0)
     node.cgroups.set_pod(A, 1_000_000)
     failed = sampler.step(1.0)
-    assert failed.read_errors.get("source") == 1
+    assert failed.read_errors.get("powercap") == 1
     assert failed.node_energy_j[ZONE] == 0.0
     energy.write_text(saved)
     node.set_energy_uj(80_000_000)
