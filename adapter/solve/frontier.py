@@ -28,7 +28,7 @@ IntArray = npt.NDArray[np.intp]
 # feasible choice (the exact check happens once, on complete choices).
 _PRUNE_SLACK = 1e-9
 
-# Frontiers stay small on profiles like the measured ones (a few hundred entries at 20 stages),
+# Frontiers stay small on profiles like the measured ones (about 700 entries at 20 stages),
 # but adversarial instances can grow them; past this size a MILP backend is the better tool.
 MAX_FRONTIER = 20_000
 
