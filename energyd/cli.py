@@ -10,19 +10,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
 
 from energyd.cgroups import CgroupError, PodUsageReader
-from energyd.cgroups.names import PodResolver, from_environment
+from energyd.cgroups.names import from_environment
 from energyd.config import SOURCE_CHOICES, Config, Roots
 from energyd.exporter import serve
 from energyd.probe import format_probe, probe
 from energyd.procstat import read_cpu_times
 from energyd.sampler import Sampler, Snapshot, SourceStatus
-from energyd.sources.base import EnergySource, SourceError
+from energyd.sources.base import SourceError
 from energyd.sources.select import open_source
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,10 @@ class StartupError(Exception):
 class Daemon:
     """The wired daemon: a sampler stepped on a timer and an HTTP server showing its snapshot."""
 
-    def __init__(self, config: Config, source: EnergySource, sampler: Sampler, names: PodResolver) -> None:
+    def __init__(self, config: Config, sampler: Sampler, closers: Sequence[Callable[[], None]]) -> None:
         self.config = config
-        self._source = source
         self._sampler = sampler
-        self._names = names
+        self._closers = closers  # release what build() opened (perf child, descriptors, watch)
         self._latest: Snapshot | None = None
         self._server: WSGIServer | None = None
 
@@ -75,8 +74,8 @@ class Daemon:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-        self._names.close()
-        self._source.close()
+        for close in self._closers:
+            close()
 
 
 def build(config: Config) -> Daemon:
@@ -108,7 +107,7 @@ def build(config: Config) -> Daemon:
         sources=statuses,
         grace_period_s=config.grace_period_s,
     )
-    return Daemon(config, source, sampler, names)
+    return Daemon(config, sampler, [names.close, usage.close, source.close])
 
 
 def _positive_float(text: str) -> float:

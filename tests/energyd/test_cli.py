@@ -85,6 +85,7 @@ def test_an_explicit_source_that_fails_is_an_error(
 
 
 def test_build_wires_a_working_daemon(node: NodeTree) -> None:
+    open_before = len(os.listdir("/proc/self/fd"))
     daemon = build(Config(roots=node.roots, source="auto", host="127.0.0.1", port=0))
     try:
         daemon.step()
@@ -100,6 +101,7 @@ def test_build_wires_a_working_daemon(node: NodeTree) -> None:
             assert b'energyd_pod_energy_joules_total{namespace=""' in resp.read()
     finally:
         daemon.close()
+    assert len(os.listdir("/proc/self/fd")) == open_before  # energy_uj, cgroup files, socket
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
