@@ -1,0 +1,5 @@
+import sys
+
+from adapter.standin.cli import main
+
+sys.exit(main())

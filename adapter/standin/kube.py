@@ -1,0 +1,248 @@
+"""A STAND-IN for the few Kubernetes REST endpoints `make run` needs; not a real API server.
+
+No Kubernetes API server can run on these machines, so the local stack's clients (the adapter's
+SeldonActuator and energyd's pod-name lookup, both the real `kubernetes` client) talk to this:
+
+    GET   /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}    a custom object
+    PATCH /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}    JSON merge patch (RFC 7386)
+    GET   /api/v1/pods[?fieldSelector=spec.nodeName=N]               PodList
+    GET   /api/v1/pods?watch=true&resourceVersion=V[&timeoutSeconds=T]  chunked watch events
+
+Like the API server it answers 404 for unknown objects, 415 for other patch types, 409 when a
+patch carries a stale metadata.resourceVersion, bumps one resourceVersion counter on every
+change, and streams pod events newer than the watch's resourceVersion. Nothing else exists:
+no authentication, no other resources, no field selectors but spec.nodeName.
+`on_patch` lets the owner react to a custom object's change (the stand-in applies it to the
+simulated pipeline).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PatchHook = Callable[[str, dict[str, Any]], None]
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _status(code: int, reason: str, message: str = "") -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code,
+            "message": message}  # fmt: skip
+
+
+class KubeStore:
+    """Custom objects by path and pods by uid, with one resourceVersion counter for all."""
+
+    def __init__(self, on_patch: PatchHook | None = None) -> None:
+        self._objects: dict[str, dict[str, Any]] = {}
+        self._pods: dict[str, dict[str, Any]] = {}
+        self._events: list[tuple[int, str, dict[str, Any]]] = []  # (version, type, pod)
+        self._version = 1
+        self._changed = threading.Condition()
+        self._on_patch = on_patch
+
+    @staticmethod
+    def object_path(group: str, version: str, namespace: str, plural: str, name: str) -> str:
+        return f"/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}"
+
+    def _bump(self) -> str:
+        self._version += 1
+        return str(self._version)
+
+    def put_object(self, path: str, obj: dict[str, Any]) -> None:
+        with self._changed:
+            stored = copy.deepcopy(obj)
+            stored.setdefault("metadata", {})["resourceVersion"] = self._bump()
+            self._objects[path] = stored
+
+    def get_object(self, path: str) -> dict[str, Any] | None:
+        with self._changed:
+            found = self._objects.get(path)
+            return copy.deepcopy(found) if found is not None else None
+
+    def patch_object(self, path: str, content_type: str | None, body: Any) -> tuple[int, dict[str, Any]]:
+        with self._changed:
+            current = self._objects.get(path)
+            if current is None:
+                return 404, _status(404, "NotFound", path)
+            if content_type != "application/merge-patch+json":
+                return 415, _status(415, "UnsupportedMediaType", f"{content_type} (only merge patches)")
+            if not isinstance(body, dict):
+                return 400, _status(400, "BadRequest", "a merge patch must be a JSON object")
+            wanted = (body.get("metadata") or {}).get("resourceVersion")
+            if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+                return 409, _status(409, "Conflict", f"resourceVersion {wanted} is stale")
+            updated = merge_patch(current, body)
+            if updated == current:
+                return 200, copy.deepcopy(current)
+            updated["metadata"]["resourceVersion"] = self._bump()
+            self._objects[path] = updated
+            result = copy.deepcopy(updated)
+        if self._on_patch is not None:
+            self._on_patch(path, result)
+        return 200, result
+
+    def put_pod(self, pod: dict[str, Any]) -> None:
+        """Adds or replaces a pod (by metadata.uid) and records the watch event."""
+        with self._changed:
+            stored = copy.deepcopy(pod)
+            uid = stored["metadata"]["uid"]
+            kind = "MODIFIED" if uid in self._pods else "ADDED"
+            version = self._bump()
+            stored["metadata"]["resourceVersion"] = version
+            self._pods[uid] = stored
+            self._events.append((int(version), kind, copy.deepcopy(stored)))
+            self._changed.notify_all()
+
+    def delete_pod(self, uid: str) -> None:
+        with self._changed:
+            pod = self._pods.pop(uid)
+            version = self._bump()
+            pod["metadata"]["resourceVersion"] = version
+            self._events.append((int(version), "DELETED", pod))
+            self._changed.notify_all()
+
+    def list_pods(self, node_name: str | None) -> dict[str, Any]:
+        with self._changed:
+            items = [
+                copy.deepcopy(p)
+                for p in self._pods.values()
+                if node_name is None or p.get("spec", {}).get("nodeName") == node_name
+            ]
+            return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": str(self._version)},
+                    "items": items}  # fmt: skip
+
+    def pod_events_after(self, version: int, timeout_s: float) -> list[tuple[int, str, dict[str, Any]]]:
+        """Events newer than `version`, waiting up to `timeout_s` for the first one."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._version > version, timeout=timeout_s)
+            return [e for e in self._events if e[0] > version]
+
+
+def _node_selector(query: dict[str, list[str]]) -> str | None:
+    for selector in query.get("fieldSelector", []):
+        for term in selector.split(","):
+            key, _, value = term.partition("=")
+            if key == "spec.nodeName":
+                return value
+    return None
+
+
+def _handler(store: KubeStore, stop: threading.Event) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # watches stream chunked, which needs 1.1
+
+        def _send(self, status: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def _watch(self, node: str | None, version: int, timeout_s: float) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            deadline = time.monotonic() + timeout_s
+            # Short waits, so a stopping server ends its watches within a second.
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                for event_version, kind, pod in store.pod_events_after(version, min(left, 1.0)):
+                    version = event_version
+                    if node is None or pod.get("spec", {}).get("nodeName") == node:
+                        self._chunk(json.dumps({"type": kind, "object": pod}).encode() + b"\n")
+            self._chunk(b"")
+            self.close_connection = True
+
+        def do_GET(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)
+            if url.path == "/api/v1/pods":
+                node = _node_selector(query)
+                if query.get("watch", ["false"])[0].lower() in ("true", "1"):
+                    version = int(query.get("resourceVersion", ["0"])[0] or 0)
+                    self._watch(node, version, float(query.get("timeoutSeconds", ["300"])[0]))
+                else:
+                    self._send(200, store.list_pods(node))
+                return
+            found = store.get_object(url.path)
+            if found is None:
+                self._send(404, _status(404, "NotFound", url.path))
+            else:
+                self._send(200, found)
+
+        def do_PATCH(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                self._send(400, _status(400, "BadRequest", "the body is not JSON"))
+                return
+            path = urllib.parse.urlsplit(self.path).path
+            status, answer = store.patch_object(path, self.headers.get("Content-Type"), body)
+            self._send(status, answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("%s %s", self.address_string(), format % args)
+
+    return Handler
+
+
+class KubeServer:
+    """The stand-in on `host:port` (0: a free port), served from a daemon thread."""
+
+    def __init__(self, store: KubeStore, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._stop = threading.Event()
+        self._server = ThreadingHTTPServer((host, port), _handler(store, self._stop))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="standin-kube", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def kubeconfig(server_url: str, namespace: str) -> str:
+    """A kubeconfig pointing the `kubernetes` client at the stand-in (no credentials: none checked)."""
+    return (
+        "apiVersion: v1\nkind: Config\ncurrent-context: standin\n"
+        f"clusters:\n- name: standin\n  cluster:\n    server: {server_url}\n"
+        "users:\n- name: standin\n  user: {}\n"
+        f"contexts:\n- name: standin\n  context:\n    cluster: standin\n    user: standin\n"
+        f"    namespace: {namespace}\n"
+    )
