@@ -43,7 +43,13 @@ class NoNames:
 def pod_meta(pod: Any) -> tuple[str, PodMeta]:
     """(uid, meta) of a V1Pod; container ids lose their '<runtime>://' prefix as cgroups do."""
     containers = {}
-    for status in [*(pod.status.container_statuses or []), *(pod.status.init_container_statuses or [])]:
+    status_of = pod.status
+    statuses = (
+        [*(status_of.container_statuses or []), *(status_of.init_container_statuses or [])]
+        if status_of
+        else []
+    )
+    for status in statuses:
         if status.container_id:
             containers[status.container_id.split("://", 1)[-1]] = status.name
     meta = PodMeta(namespace=pod.metadata.namespace, name=pod.metadata.name, containers=containers)
@@ -104,6 +110,8 @@ class KubePodNames:
                 self._stop.wait(self._retry_s)
 
     def _apply(self, kind: str, pod: Any) -> None:
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            return  # BOOKMARK carries only a resourceVersion
         uid, meta = pod_meta(pod)
         pods = dict(self._pods)
         if kind == "DELETED":

@@ -41,8 +41,8 @@ def pod_json(uid: str, name: str, version: int, container_id: str | None = None)
 class FakePodsApi:
     """A FAKE of the Kubernetes API server's `GET /api/v1/pods` (list and watch=true), nothing more.
 
-    The list answers two pods at resourceVersion 10; a watch from 10 streams one ADDED and one
-    DELETED event, then holds the connection open as a quiet API server does until closed.
+    The list answers two pods at resourceVersion 10; a watch from 10 streams ADDED, MODIFIED (a
+    container started) and DELETED events, then holds the connection open as a quiet API server does until closed.
     """
 
     def __init__(self) -> None:
@@ -87,7 +87,8 @@ class FakePodsApi:
                 if query.get("resourceVersion") == ["10"]:
                     for kind, obj in (
                         ("ADDED", pod_json("uid-3", "detect-1", 11)),
-                        ("DELETED", pod_json("uid-2", "classify-0", 12)),
+                        ("MODIFIED", pod_json("uid-3", "detect-1", 12, "c3")),
+                        ("DELETED", pod_json("uid-2", "classify-0", 13)),
                     ):
                         line = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
@@ -123,7 +124,7 @@ def test_names_follow_list_and_watch(fake_api: FakePodsApi) -> None:
         while names.lookup("uid-2") is not None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert names.lookup("uid-1") == PodMeta("ml", "detect-0", {"c1": "app"})
-        assert names.lookup("uid-3") == PodMeta("ml", "detect-1", {})
+        assert names.lookup("uid-3") == PodMeta("ml", "detect-1", {"c3": "app"})
         assert names.lookup("uid-2") is None
         assert names.lookup("uid-9") is None
         assert all(q["fieldSelector"] == ["spec.nodeName=node-a"] for q in fake_api.queries)
