@@ -107,7 +107,7 @@ def _profile(args: argparse.Namespace) -> int:
     model = fit_power_model(windows)
     node_cpus = online_cpus(roots.procfs)
     extra = [f"torch {torch.__version__}, {args.cores} thread(s) per replica, random weights"]
-    extra += [f"{name} {inputs}" for name, inputs in _inputs(stages).items()]
+    extra.append("inputs: " + ", ".join(f"{name} {inputs}" for name, inputs in _inputs(stages).items()))
     if dropped:
         extra.append("batch sizes dropped as too slow: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
     if args.note:

@@ -56,11 +56,11 @@ def describe_run(
     extra: str = "",
 ) -> str:
     """The `measured_on` text: machine, how latency was summarised, and where energy came from."""
-    energy = "measured" if measured else "ESTIMATE (no RAPL/perf energy readable here)"
+    energy = "measured" if measured else "an ESTIMATE, not a measurement"
     parts = [
         f"{node_cpus} cores, {cpu_name}, Linux {platform.release()}",
         f"latency_s = {statistic} batch latency, throughput_rps = sustained back-to-back batches",
-        f"energy source: {source_name}, {energy}; node fit {model.idle_w:.2f} W idle"
+        f"energy from energyd's {source_name} source, {energy}; node fit {model.idle_w:.2f} W idle"
         f" + {model.busy_core_w:.2f} W per busy core",
     ]
     if extra:

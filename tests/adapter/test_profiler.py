@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from adapter.profiler.measure import EnergyMeter, Settings, measure_variant
 from adapter.profiler.models import PIPELINES
 from adapter.profiler.stats import Window, fit_power_model, latency_statistic, percentile
-from adapter.profiler.writer import MeasuredStage, MeasuredVariant, build_profile, write_profile
+from adapter.profiler.writer import MeasuredStage, MeasuredVariant, build_profile, describe_run, write_profile
 from adapter.profiles import load_profile
 from energyd.procstat import USER_HZ, online_cpus
 from energyd.sources.estimate import EstimateSource, LinearPowerModel
@@ -113,7 +113,9 @@ def test_measured_profile_loads_and_recovers_the_power_model(tmp_path: Path) -> 
 
     node_cpus = cpus
     stage = MeasuredStage("spin", (MeasuredVariant("py", 50.0, "made up for the test", 1, result),))
-    profile = build_profile("toy", "test machine", [stage], model, node_cpus, "p99")
+    source = meter.source
+    measured_on = describe_run(node_cpus, "test CPU", source.name, source.measured, model, "p99")
+    profile = build_profile("toy", measured_on, [stage], model, node_cpus, "p99")
     path = tmp_path / "toy.yaml"
     write_profile(profile, path)
     loaded = load_profile(path)
@@ -130,6 +132,7 @@ def test_measured_profile_loads_and_recovers_the_power_model(tmp_path: Path) -> 
         assert len(point.latencies_s) >= 3
         assert point.wall_s >= opts.duration_s or len(point.latencies_s) == opts.max_repeats
     assert "{size: 1, latency_s:" in path.read_text()
+    assert loaded.measured_on is not None and "estimate source, an ESTIMATE" in loaded.measured_on
 
 
 def test_sizes_past_the_latency_cap_are_dropped(tmp_path: Path) -> None:
