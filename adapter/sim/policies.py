@@ -23,7 +23,7 @@ from adapter.sim.qlearning import QLearningSolver
 
 POLICY_NAMES = ("ipa", "energy", "fa2-low", "fa2-high", "rim-high", "qlearning")
 IPA_WEIGHTS = Weights()
-ENERGY_GAMMA = 0.002
+ENERGY_GAMMA = 0.004
 RIM_HEADROOM = 1.1
 
 

@@ -23,7 +23,7 @@ from adapter.sim.trace import WORKLOADS, generate
 
 logger = logging.getLogger(__name__)
 
-GAMMAS = (0.0, 1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2, 3e-2)
+GAMMAS = (0.0, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 7e-3, 1e-2, 3e-2)
 SLA_BUDGET_POINTS = 1.0  # the team goal: at most this many more points of SLA violations
 ENERGY_GOAL_PCT = 20.0
 METRICS = (
