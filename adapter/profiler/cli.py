@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from adapter.profiler.measure import EnergyMeter, Point, Settings, measure_variant
+from adapter.profiler.measure import EnergyMeter, Point, Settings, background_cores, measure_variant
 from adapter.profiler.models import PIPELINES, StageSpec
 from adapter.profiler.stats import LATENCY_STATISTICS, Window, fit_power_model
 from adapter.profiler.writer import (
@@ -110,6 +110,10 @@ def _profile(args: argparse.Namespace) -> int:
     extra.append("inputs: " + ", ".join(f"{name} {inputs}" for name, inputs in _inputs(stages).items()))
     if dropped:
         extra.append("batch sizes dropped as too slow: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    points = [p for stage in measured for v in stage.variants for p in v.result.points]
+    extra.append(
+        f"other processes kept {background_cores(points):.2f} of {node_cpus} cores busy on average meanwhile"
+    )
     if args.note:
         extra.append(args.note)
     measured_on = describe_run(

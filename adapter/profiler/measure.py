@@ -99,6 +99,15 @@ class Point:
         return self.requests / self.wall_s
 
 
+def background_cores(points: Sequence[Point]) -> float:
+    """Mean cores other processes kept busy while these points were measured (a shared machine's
+    load, written into measured_on so that readers can judge the latencies)."""
+    duration_s = sum(p.window.duration_s for p in points)
+    if duration_s <= 0:
+        return 0.0
+    return sum(max(p.window.node_busy_cpu_s - p.cpu_s, 0.0) for p in points) / duration_s
+
+
 @dataclass(frozen=True)
 class Settings:
     """How long to measure each point and which sizes are worth measuring."""

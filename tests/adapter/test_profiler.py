@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.profiler.measure import EnergyMeter, Settings, measure_variant
+from adapter.profiler.measure import EnergyMeter, Point, Settings, background_cores, measure_variant
 from adapter.profiler.models import PIPELINES
 from adapter.profiler.stats import Window, fit_power_model, latency_statistic, percentile
 from adapter.profiler.writer import MeasuredStage, MeasuredVariant, build_profile, describe_run, write_profile
@@ -90,73 +90,116 @@ def test_meter_sums_node_zones_through_a_wrap(tmp_path: Path) -> None:
     assert window.busy_cores == pytest.approx(1.0)
 
 
-def _spin(size: int) -> Callable[[], object]:
-    def run() -> object:
-        return sum(i * i for i in range(size * 20000))
+class SimulatedNode:
+    """A 2-CPU node on a fixture procfs whose clock moves only when its work runs or sleeps: a
+    batch of `size` keeps one core busy for 0.1 s per request, so every figure has an exact answer."""
 
-    return run
+    def __init__(self, procfs: Path) -> None:
+        self.procfs = procfs
+        self.now_s = 0.0
+        self.busy_s = 0.0
+        self.user_ticks = 0
+        self.idle_ticks = 0
+        write_proc_stat(procfs, cpus=2)
+
+    def clock(self) -> float:
+        return self.now_s
+
+    def cpu_clock(self) -> float:
+        return self.busy_s
+
+    def advance(self, seconds: float, busy_cores: int) -> None:
+        self.now_s += seconds
+        self.busy_s += seconds * busy_cores
+        self.user_ticks += round(seconds * busy_cores * USER_HZ)
+        self.idle_ticks += round(seconds * (2 - busy_cores) * USER_HZ)
+        write_proc_stat(self.procfs, user=self.user_ticks, idle=self.idle_ticks, cpus=2)
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds, 0)
+
+    def prepare(self, size: int) -> Callable[[], object]:
+        def run() -> object:
+            self.advance(0.1 * size, 1)
+            return None
+
+        return run
 
 
-def test_measured_profile_loads_and_recovers_the_power_model(tmp_path: Path) -> None:
-    # energyd's estimate on this machine's real /proc/stat: a known linear node, so the fit has
-    # a right answer (cpus x 20 W idle, 4 W per busy core) to recover through real CPU readings.
-    cpus = online_cpus()
-    meter = EnergyMeter(EstimateSource(model=LinearPowerModel(idle_w_per_cpu=20.0, max_w_per_cpu=24.0)))
-    opts = Settings(repeats=3, duration_s=0.25, max_batch_latency_s=5.0, latency_statistic="p99")
-    windows = [meter.idle_window(0.3)]
-    result = measure_variant(_spin, [4, 1, 2], meter, opts)
-    windows += [p.window for p in result.points] + [meter.idle_window(0.3)]
+def test_measured_profile_has_the_exact_figures_and_loads(tmp_path: Path) -> None:
+    node = SimulatedNode(tmp_path / "proc")
+    # energyd's estimate source: 2 CPUs x 20 W idle, 24 W busy -> 40 W + 4 W per busy core.
+    source = EstimateSource(node.procfs, model=LinearPowerModel(20.0, 24.0), clock=node.clock)
+    meter = EnergyMeter(source, procfs=node.procfs, clock=node.clock, sleep=node.sleep)
+    opts = Settings(repeats=3, duration_s=1.0, max_batch_latency_s=5.0, latency_statistic="p99")
+    windows = [meter.idle_window(2.0)]
+    result = measure_variant(node.prepare, [4, 1, 2], meter, opts, clock=node.clock, cpu_clock=node.cpu_clock)
+    windows += [p.window for p in result.points] + [meter.idle_window(2.0)]
     model = fit_power_model(windows)
-    # The fit sees the linear model through real /proc/stat readings (10 ms ticks): close, not exact.
-    assert model.idle_w == pytest.approx(20.0 * cpus, rel=0.05)
-    assert model.busy_core_w == pytest.approx(4.0, rel=0.25)
+    assert model.idle_w == pytest.approx(40.0)
+    assert model.busy_core_w == pytest.approx(4.0)
 
-    node_cpus = cpus
     stage = MeasuredStage("spin", (MeasuredVariant("py", 50.0, "made up for the test", 1, result),))
-    source = meter.source
-    measured_on = describe_run(node_cpus, "test CPU", source.name, source.measured, model, "p99")
-    profile = build_profile("toy", measured_on, [stage], model, node_cpus, "p99")
+    measured_on = describe_run(2, "test CPU", source.name, source.measured, model, "p99")
+    profile = build_profile("toy", measured_on, [stage], model, 2, "p99")
     path = tmp_path / "toy.yaml"
     write_profile(profile, path)
     loaded = load_profile(path)
     assert loaded == profile
     variant = loaded.stages[0].variant("py")
+    assert variant.idle_power_w == pytest.approx(20.0)  # half the node's idle power per core
     assert [b.size for b in variant.batches] == [1, 2, 4]
-    assert variant.idle_power_w == pytest.approx(model.idle_w / node_cpus, rel=1e-3)
-    for point, batch in zip(result.points, variant.batches, strict=True):
-        assert batch.latency_s == pytest.approx(percentile(point.latencies_s, 99), rel=1e-3)
-        assert batch.throughput_rps == pytest.approx(point.requests / point.wall_s, rel=1e-3)
-        assert batch.energy_per_request_j == pytest.approx(
-            model.busy_core_w * point.cpu_s / point.requests, rel=1e-3
-        )
-        assert len(point.latencies_s) >= 3
-        assert point.wall_s >= opts.duration_s or len(point.latencies_s) == opts.max_repeats
+    for batch, runs in zip(variant.batches, (10, 5, 3), strict=True):  # >= 1 s and >= 3 batches
+        assert batch.latency_s == pytest.approx(0.1 * batch.size)
+        assert batch.throughput_rps == pytest.approx(10.0)
+        assert batch.energy_per_request_j == pytest.approx(0.4)  # 4 W x 0.1 CPU-s
+        assert len(result.points[[1, 2, 4].index(batch.size)].latencies_s) == runs
     assert "{size: 1, latency_s:" in path.read_text()
     assert loaded.measured_on is not None and "estimate source, an ESTIMATE" in loaded.measured_on
 
 
+def test_real_clocks_and_real_proc(tmp_path: Path) -> None:
+    """The same path on this machine's /proc and clocks, with a pure-Python model: the loop's
+    rules hold and the written profile loads (the figures depend on the machine's load)."""
+
+    def spin(size: int) -> Callable[[], object]:
+        return lambda: sum(i * i for i in range(size * 20000))
+
+    meter = EnergyMeter(EstimateSource())
+    opts = Settings(repeats=3, duration_s=0.2, max_batch_latency_s=5.0)
+    result = measure_variant(spin, [1, 2], meter, opts)
+    model = fit_power_model([meter.idle_window(0.2), *(p.window for p in result.points)])
+    stage = MeasuredStage("spin", (MeasuredVariant("py", 50.0, "made up for the test", 1, result),))
+    path = tmp_path / "real.yaml"
+    write_profile(build_profile("real", "here", [stage], model, online_cpus(), "median"), path)
+    variant = load_profile(path).stages[0].variant("py")
+    for point, batch in zip(result.points, variant.batches, strict=True):
+        assert len(point.latencies_s) >= 3
+        assert point.wall_s >= opts.duration_s or len(point.latencies_s) == opts.max_repeats
+        assert point.cpu_s > 0 and point.window.node_busy_cpu_s >= 0
+        assert batch.throughput_rps == pytest.approx(point.requests / point.wall_s, rel=1e-3)
+        assert batch.energy_per_request_j >= 0
+
+
 def test_sizes_past_the_latency_cap_are_dropped(tmp_path: Path) -> None:
-    now = [0.0]
-
-    def clock() -> float:
-        return now[0]
-
-    def prepare(size: int) -> Callable[[], object]:
-        def run() -> object:
-            now[0] += 0.1 * size
-            return None
-
-        return run
-
-    write_proc_stat(tmp_path, user=1, idle=1)
-    meter = EnergyMeter(EstimateSource(tmp_path, clock=clock), procfs=tmp_path, clock=clock)
+    node = SimulatedNode(tmp_path / "proc")
+    meter = EnergyMeter(EstimateSource(node.procfs, clock=node.clock), procfs=node.procfs, clock=node.clock)
     opts = Settings(repeats=2, duration_s=0.0, max_batch_latency_s=1.0)
-    result = measure_variant(prepare, [16, 1, 2, 4, 8, 32], meter, opts, clock=clock, cpu_clock=clock)
+    result = measure_variant(node.prepare, [16, 1, 2, 4, 8, 32], meter, opts, clock=node.clock)
     assert [p.size for p in result.points] == [1, 2, 4, 8]
     assert result.dropped_sizes == [16, 32]
     for point in result.points:
         assert point.latencies_s == pytest.approx((0.1 * point.size,) * 2)
         assert point.throughput_rps == pytest.approx(10.0)
+
+
+def test_background_load_is_node_busy_time_not_ours() -> None:
+    points = [
+        Point(1, (0.1,), wall_s=1.0, cpu_s=1.0, window=Window(1.0, 5.0, node_busy_cpu_s=1.5)),
+        Point(2, (0.2,), wall_s=3.0, cpu_s=3.0, window=Window(3.0, 9.0, node_busy_cpu_s=3.0)),
+    ]
+    assert background_cores(points) == pytest.approx(0.5 / 4.0)
+    assert background_cores([]) == 0.0
 
 
 def test_catalogue_cites_every_accuracy() -> None:
