@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -107,7 +106,6 @@ class PacedPipeline:
         interval_s: float = 0.5,
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         if not counts:
             raise ValueError("an empty trace")
@@ -118,7 +116,6 @@ class PacedPipeline:
         self._interval_s = interval_s
         self._seed = seed
         self._clock = clock
-        self._sleep = sleep
         self._stop = threading.Event()
         self._wanted: queue.SimpleQueue[Config] = queue.SimpleQueue()
         self._config: Config = initial_config(profile)
@@ -129,6 +126,7 @@ class PacedPipeline:
         self._switches: list[tuple[float, int, Config]] = []
         self._seq = 0
         self._last_s = 0.0
+        self._carried = 0  # arrivals of a finished pass not yet reported
 
     @property
     def config(self) -> Config:
@@ -165,6 +163,8 @@ class PacedPipeline:
                 cluster = _Recorder(self, offset_s, self._counts, self._seed + passes)
                 cluster.apply(self.profile.pipeline, decision_for(self.profile, self._config))
                 cluster.run(functools.partial(self._tick, cluster, offset_s, start), self._interval_s)
+                # The last tick came before the pass's end: its last arrivals go to the next tick.
+                self._carried += int(np.count_nonzero(cluster.arrivals_s > self._last_s))
                 offset_s += len(self._counts)
                 passes += 1
                 log.info("trace pass %d done; looping", passes)
@@ -204,4 +204,5 @@ class PacedPipeline:
             latencies.extend(heapq.heappop(self._done)[2])
         arrivals = cluster.arrivals_s
         arrived = int(np.searchsorted(arrivals, now_s, "right") - np.searchsorted(arrivals, last_s, "right"))
+        arrived, self._carried = arrived + self._carried, 0
         return Tick(last_s, now_s, config, tuple(cpu_s), latencies, arrived)
