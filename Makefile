@@ -44,6 +44,11 @@ evaluate: $(STAMP)  ## simulate workloads x policies x seeds; writes docs/evalua
 dashboards: $(STAMP)  ## write the Grafana dashboards' JSON to dashboards/out/
 	$(BIN)/python -m dashboards.generate --out dashboards/out
 
+# The whole stack on one machine with a simulated pipeline (docs/run.md); RUN_ARGS passes options
+# to the orchestrator, e.g. RUN_ARGS='--workload steady_high'. Ctrl-C stops every process it started.
+run: $(STAMP) prometheus  ## energyd, Prometheus, the adapter and a stand-in cluster; prints the URLs
+	$(BIN)/python -m adapter.standin.stack $(RUN_ARGS)
+
 rules: prometheus  ## promtool: check and unit-test the Prometheus rules in deploy/prometheus/
 	promtool check rules deploy/prometheus/rules.yaml
 	cd deploy/prometheus && promtool test rules rules.test.yaml
