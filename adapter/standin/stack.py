@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 from adapter.settings import TOKEN_ENV, default_profiles_dir
 from adapter.sim.trace import WORKLOADS
@@ -71,7 +72,7 @@ class Child:
 
 
 class Stack:
-    def __init__(self, state_dir: Path, out: Callable[[str], None] = print) -> None:
+    def __init__(self, state_dir: Path, out: TextIO = sys.stdout) -> None:
         self.state_dir = state_dir
         self.children: list[Child] = []
         self._out = out
@@ -92,15 +93,22 @@ class Stack:
         self.children.append(child)
         return child
 
+    def _say(self, text: str, end: str = "\n") -> None:
+        self._out.write(text + end)
+        self._out.flush()
+
     def wait_for(self, child: Child, ready: Callable[[], bool], timeout_s: float) -> None:
         started = time.monotonic()
+        self._say(f"  {child.name:<17} starting ...", end="")
         while not ready():
             if child.proc.poll() is not None:
+                self._say(" failed")
                 raise StackError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
             if time.monotonic() - started > timeout_s:
+                self._say(" failed")
                 raise StackError(f"{child.name} not ready after {timeout_s:g} s:\n{child.tail()}")
             time.sleep(0.2)
-        self._out(f"  {child.name:<17} ready in {time.monotonic() - started:4.1f} s")
+        self._say(f" ready in {time.monotonic() - started:.1f} s")
 
     def dead(self) -> Child | None:
         return next((c for c in self.children if c.proc.poll() is not None), None)
@@ -114,11 +122,11 @@ class Stack:
             try:
                 child.proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
-                self._out(f"  {child.name} ignored SIGTERM for {STOP_GRACE_S:g} s: killed")
+                self._say(f"  {child.name} ignored SIGTERM for {STOP_GRACE_S:g} s: killed")
             # Whatever the leader left in its group (energyd's perf, say) goes too.
             _signal_group(child.proc, signal.SIGKILL)
             child.proc.wait()
-            self._out(f"  {child.name:<17} stopped in {time.monotonic() - started:4.1f} s")
+            self._say(f"  {child.name:<17} stopped in {time.monotonic() - started:4.1f} s")
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -181,6 +189,7 @@ def parser() -> argparse.ArgumentParser:
     trace = p.add_mutually_exclusive_group()
     trace.add_argument("--workload", default="bursty", choices=sorted(WORKLOADS), help="built-in trace")
     trace.add_argument("--trace", type=Path, help="trace CSV (requests per second), looped")
+    p.add_argument("--node-cpus", type=int, default=16, help="CPUs of the simulated node")
     p.add_argument("--scrape-interval", type=float, default=2.0, help="Prometheus scrape interval, s")
     p.add_argument("--adapt-interval", type=float, default=5.0, help="seconds between adapter steps")
     p.add_argument("--rate-window", type=float, default=20.0, help="the adapter's rate() window, s")
@@ -197,7 +206,8 @@ def _start_all(stack: Stack, args: argparse.Namespace, token: str) -> dict[str, 
     standin = stack.start(
         "standin",
         [py, "-m", "adapter.standin", "--profiles", profiles, "--pipeline", args.pipeline,
-         "--state-dir", str(state / "standin"), "--node-name", SIMULATED_NODE, *trace],
+         "--state-dir", str(state / "standin"), "--node-name", SIMULATED_NODE, "--cpus", str(args.node_cpus),
+         *trace],
     )  # fmt: skip
     ready = log_line(standin, "standin: ready ")
     stack.wait_for(standin, lambda: ready() is not None, args.ready_timeout)
@@ -292,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     state_dir: Path = args.state_dir.resolve()
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
-    stack = Stack(state_dir, lambda line: print(line, flush=True))
+    stack = Stack(state_dir)
     stopping: list[str] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

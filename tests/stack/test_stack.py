@@ -139,3 +139,31 @@ def test_make_run_shows_pod_energy_and_adapter_decisions_then_stops_cleanly(
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert (state / "adapter.log").stat().st_size > 0
     assert not (state / "standin" / "node").exists() and not (state / "prometheus" / "data").exists()
+
+
+def test_a_child_that_dies_is_named_with_its_log_and_the_rest_are_stopped(
+    stack: tuple[subprocess.Popen[str], Output, Path],
+) -> None:
+    proc, out, _ = stack
+    out.wait_for("Ctrl-C stops everything.", TIMEOUT_S)
+    children = psutil.Process(proc.pid).children(recursive=False)
+    victim = next(c for c in children if "estimate" in c.cmdline())  # energyd --source estimate
+    victim.kill()
+    assert proc.wait(30) == 1
+    out.wait_for("Stopped.", 5)
+    text = "\n".join(out.lines)
+    assert "energyd-simulated exited with -9" in text
+    assert "serving http://127.0.0.1:" in text  # its last log lines
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_part_that_cannot_start_says_why(tmp_path: Path) -> None:
+    (tmp_path / "profiles").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "adapter.standin.stack", "--state-dir", str(tmp_path / "state"),
+         "--profiles", str(tmp_path / "profiles"), "--ready-timeout", "20"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "standin exited with 2" in done.stderr
+    assert "no profile for pipeline 'video'" in done.stderr
