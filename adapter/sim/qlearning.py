@@ -176,10 +176,9 @@ class _Learner:
             state = self.start if episode % 2 == 0 else self.random_state()
             for _ in range(st.steps_per_episode):
                 q = self.values(state)
-                if self.rng.random() < epsilon:
-                    action = self.rng.randrange(self.n_actions)
-                else:
-                    action = max(range(self.n_actions), key=q.__getitem__)
+                action = (
+                    self.rng.randrange(self.n_actions) if self.rng.random() < epsilon else q.index(max(q))
+                )
                 nxt = self.move(state, action)
                 target = self.reward(nxt) + st.gamma_q * max(self.values(nxt))
                 q[action] += st.alpha_q * (target - q[action])
@@ -192,7 +191,7 @@ class _Learner:
         state = best = self.start
         for _ in range(self.settings.steps_per_episode):
             q = self.values(state)
-            state = self.move(state, max(range(self.n_actions), key=q.__getitem__))
+            state = self.move(state, q.index(max(q)))
             if self.reward(state) > self.reward(best):
                 best = state
         return self.chosen(best)
