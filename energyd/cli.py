@@ -86,7 +86,7 @@ def build(config: Config) -> Daemon:
     except (OSError, ValueError) as err:
         raise StartupError(f"--procfs-root {roots.procfs}: cannot read node CPU times: {err}") from err
     try:
-        usage = PodUsageReader(roots.cgroup)
+        usage = PodUsageReader(roots.cgroup, containers=config.containers)
     except CgroupError as err:
         raise StartupError(f"--cgroup-root: {err}") from err
     try:
@@ -167,6 +167,12 @@ def parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds a vanished pod's series are kept before they are dropped (300)",
     )
+    run.add_argument(
+        "--no-containers",
+        dest="containers",
+        action="store_false",
+        help="export pods only, no per-container series: about a third of the sampling cost",
+    )
     _add_roots(run)
     check = sub.add_parser(
         "probe",
@@ -190,6 +196,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         port=args.port,
         host=args.host,
         grace_period_s=args.grace_period,
+        containers=args.containers,
         node_name=os.environ.get("NODE_NAME") or None,
     )
 

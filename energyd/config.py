@@ -34,3 +34,6 @@ class Config:
     # The node whose pods are named through the Kubernetes API (the NODE_NAME env in a
     # DaemonSet); None: pods are labelled by uid.
     node_name: str | None = None
+    # Per-container series cost two reads per pod more (the app and the sandbox scope); off,
+    # only pod cgroups are read and pod directories are never listed.
+    containers: bool = True

@@ -63,7 +63,12 @@ def _close(fds: list[int | None]) -> None:
 class PodUsageReader:
     """Reads pod and container CPU time under a cgroup mount root (v1 or v2, detected once)."""
 
-    def __init__(self, cgroup_root: Path = Path("/sys/fs/cgroup"), max_open_files: int | None = None) -> None:
+    def __init__(
+        self,
+        cgroup_root: Path = Path("/sys/fs/cgroup"),
+        containers: bool = True,
+        max_open_files: int | None = None,
+    ) -> None:
         if not cgroup_root.is_dir():
             raise CgroupError(f"cgroup root {cgroup_root} is not a readable directory")
         hierarchy: Path | None
@@ -80,6 +85,7 @@ class PodUsageReader:
             self.version = 1
             self._parse, self._usage_file = v1.parse_usage_us, v1.USAGE_FILE
         self._hierarchy = hierarchy
+        self._containers = containers
         self._scanner: PodScanner | None = None
         self._max_open = _fd_budget() if max_open_files is None else max_open_files
         # Per pod listing (compared by identity: a relisted pod is a new object, so a
@@ -93,7 +99,7 @@ class PodUsageReader:
             kubepods = find_kubepods(self._hierarchy)
             if kubepods is not None:
                 log.info("pod cgroups under %s (cgroup v%d)", kubepods, self.version)
-                self._scanner = PodScanner(kubepods, self._usage_file)
+                self._scanner = PodScanner(kubepods, self._usage_file, self._containers)
         return self._scanner
 
     def _fds(self, pod: PodCgroup) -> tuple[list[int | None], bool]:
@@ -120,18 +126,23 @@ class PodUsageReader:
             if fds is None:
                 fds, kept = self._fds(pod)
             values: list[int | None] = []
+            removed = False
             for fd in fds:
                 try:
                     values.append(None if fd is None else parse(pread(fd, _READ_BYTES, 0)))
                 except OSError as err:
                     values.append(None)
-                    if err.errno != errno.ENODEV:  # ENODEV: the cgroup was removed, churn
+                    if err.errno == errno.ENODEV:  # the cgroup was removed: churn, not an error
+                        removed = True
+                    else:
                         errors += 1
                 except ValueError:
                     values.append(None)
                     errors += 1
             if not kept:
                 _close(fds)
+            elif removed:  # open the paths afresh next pass: they may hold a new cgroup by then
+                self._drop(pod)
             pod_us = values[0]
             if pod_us is None:
                 continue
@@ -144,11 +155,14 @@ class PodUsageReader:
             self._forget(set(scanned))
         return UsageReading(pods=pods, errors=errors)
 
+    def _drop(self, pod: PodCgroup) -> None:
+        fds = self._open_fds.pop(pod)
+        self._kept -= len(fds)
+        _close(fds)
+
     def _forget(self, current: set[PodCgroup]) -> None:
         for pod in self._open_fds.keys() - current:
-            fds = self._open_fds.pop(pod)
-            self._kept -= len(fds)
-            _close(fds)
+            self._drop(pod)
 
     def close(self) -> None:
         self._forget(set())

@@ -86,9 +86,11 @@ def _mtime_ns(path: str) -> int | None:
 class PodScanner:
     """Lists the pod and container cgroups under one kubepods directory, cheaply on repeat."""
 
-    def __init__(self, kubepods: Path, usage_file: str) -> None:
+    def __init__(self, kubepods: Path, usage_file: str, containers: bool = True) -> None:
         self._root = str(kubepods)
         self._usage_file = usage_file
+        # Without containers a pod directory's contents never matter: no per-pod stat at all.
+        self._containers = containers
         self._listings = 0
         # Directory path -> (mtime when listed, its pod dirs or its pod); only settled listings.
         self._parents: dict[str, tuple[int, list[str]]] = {}
@@ -121,28 +123,30 @@ class PodScanner:
             return None
         listed_ns = time.time_ns()
         containers = []
-        for name in sorted(_subdirs(path)):
+        for name in sorted(_subdirs(path)) if self._containers else ():
             cid = container_id_from_name(name)
             if cid is not None:
                 containers.append((cid, os.path.join(path, name, self._usage_file)))
         self._listings += 1
         pod = PodCgroup(uid, os.path.join(path, self._usage_file), tuple(containers), self._listings)
-        if listed_ns - mtime > _SETTLED_NS:
+        if not self._containers or listed_ns - mtime > _SETTLED_NS:
             self._pods[path] = (mtime, pod)
         return pod
 
     def scan(self) -> list[PodCgroup]:
         """Every pod cgroup now present. A pod whose directory vanished mid-scan is left out."""
-        stat, cache = os.stat, self._pods
+        stat, cache, with_containers = os.stat, self._pods, self._containers
         pods = []
         paths = []
         in_cache = 0
         for parent in self._pod_parents():
             for path in self._pod_dirs(parent):
-                try:
-                    mtime = stat(path).st_mtime_ns
-                except OSError:
-                    continue
+                mtime = 0
+                if with_containers:
+                    try:
+                        mtime = stat(path).st_mtime_ns
+                    except OSError:
+                        continue
                 cached = cache.get(path)
                 if cached is not None and cached[0] == mtime:
                     pod: PodCgroup | None = cached[1]

@@ -193,3 +193,17 @@ def test_past_the_descriptor_budget_files_are_read_and_closed(tmp_path: Path) ->
     for _ in range(2):
         assert sorted(p.usage_us for p in reader.read().pods) == [0, 1, 2]
     assert len(os.listdir("/proc/self/fd")) == before + 1
+
+
+@pytest.mark.parametrize(("version", "driver", "runtime"), LAYOUTS[:3])
+def test_pods_only_reads_no_container(tmp_path: Path, version: int, driver: str, runtime: str) -> None:
+    tree = CgroupTree(tmp_path, version=version, driver=driver, runtime=runtime)
+    tree.set_pod(pod_uid(1), 10)
+    tree.set_container(pod_uid(1), container_id(1), 5)
+    reader = PodUsageReader(tmp_path, containers=False)
+    assert reader.read().pods == [(pod_uid(1), 10, {})]
+    tree.set_pod(pod_uid(1), 12)
+    tree.set_pod(pod_uid(2), 20, qos="guaranteed")
+    assert sorted(reader.read().pods) == [(pod_uid(1), 12, {}), (pod_uid(2), 20, {})]
+    tree.remove_pod(pod_uid(1))
+    assert reader.read().pods == [(pod_uid(2), 20, {})]

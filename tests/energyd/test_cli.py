@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from energyd.cli import build, main
+from energyd.cli import build, config_from_args, main, parser
 from energyd.config import Config
 from tests.energyd.cgroup_trees import NodeTree, container_id, pod_uid
 from tests.prom import free_port
@@ -45,6 +45,7 @@ def test_help_explains_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
         "--procfs-root",
         "--cgroup-root",
         "--grace-period",
+        "--no-containers",
     ):
         assert flag in out
 
@@ -161,3 +162,19 @@ def test_signal_handlers_are_restored_after_a_run(node: NodeTree) -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     assert main(["run", "--source", "perf", "--port", str(free_port()), *root_flags(node)]) == 2
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_no_containers_exports_pods_only(node: NodeTree) -> None:
+    args = parser().parse_args(["run", "--no-containers", *root_flags(node)])
+    daemon = build(config_from_args(args))
+    try:
+        daemon.step()
+        node.set_energy_uj(4_000_000)
+        node.set_cpu(busy_s=1.0, idle_s=1.0)
+        node.cgroups.set_pod(pod_uid(1), 500_000)
+        node.cgroups.set_container(pod_uid(1), container_id(1), 400_000)
+        snap = daemon.step()
+    finally:
+        daemon.close()
+    assert snap.pod_energy_j["package-0"] == {pod_uid(1): pytest.approx(1.0)}
+    assert snap.container_energy_j["package-0"] == {}
