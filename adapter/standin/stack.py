@@ -7,7 +7,7 @@ named through the stand-in), a real Prometheus scraping all of them with
 deploy/prometheus/rules.yaml, and the adapter applying its decisions to the stand-in. Each is
 waited for until it answers; then the URLs, queries to paste and a curl are printed.
 
-SIGINT or SIGTERM stops every child (SIGTERM to its group, SIGKILL after a grace period) and the
+SIGINT, SIGTERM or SIGHUP stops every child (SIGTERM to its group, SIGKILL after a grace period) and the
 orchestrator exits 0. A child that exits on its own is named with its last log lines, the rest
 are stopped and the orchestrator exits 1. The state directory is emptied at start and keeps the
 logs after exit; the node tree and Prometheus' data inside it are removed at exit.
@@ -94,8 +94,7 @@ class Stack:
         return child
 
     def _say(self, text: str, end: str = "\n") -> None:
-        self._out.write(text + end)
-        self._out.flush()
+        say(text, end, self._out)
 
     def wait_for(self, child: Child, ready: Callable[[], bool], timeout_s: float) -> None:
         started = time.monotonic()
@@ -127,6 +126,16 @@ class Stack:
             _signal_group(child.proc, signal.SIGKILL)
             child.proc.wait()
             self._say(f"  {child.name:<17} stopped in {time.monotonic() - started:4.1f} s")
+
+
+def say(text: str, end: str = "\n", out: TextIO | None = None) -> None:
+    """Writes and flushes; a closed terminal or pipe must never cut the clean-up short."""
+    stream = out if out is not None else sys.stdout
+    try:
+        stream.write(text + end)
+        stream.flush()
+    except (OSError, ValueError):  # EPIPE, EIO, or the stream already closed
+        pass
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -309,29 +318,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         stopping.append(signal.Signals(signum).name)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGHUP too: a closed terminal must not leave the children running.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     token = secrets.token_urlsafe(18)
     status = 0
     try:
-        print(f"Starting (logs in {state_dir}):", flush=True)
+        say(f"Starting (logs in {state_dir}):")
         urls = _start_all(stack, args, token)
-        print(_instructions(urls, args.pipeline, token, state_dir), flush=True)
+        say(_instructions(urls, args.pipeline, token, state_dir))
         while (dead := stack.dead()) is None:
             time.sleep(0.5)
         raise StackError(f"{dead.name} exited with {dead.proc.returncode}:\n{dead.tail()}")
     except StackError as err:
-        print(f"\nstack: {err}\nstopping the rest.", file=sys.stderr, flush=True)
+        say(f"\nstack: {err}\nstopping the rest.", out=sys.stderr)
         status = 1
     except KeyboardInterrupt:
-        print(f"\n{stopping[0] if stopping else 'SIGINT'}: stopping every process.", flush=True)
+        say(f"\n{stopping[0] if stopping else 'SIGINT'}: stopping every process.")
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # nor may a second Ctrl-C
+            signal.signal(sig, signal.SIG_IGN)
         stack.stop()
         for scratch in (state_dir / "standin" / "node", state_dir / "prometheus" / "data"):
             shutil.rmtree(scratch, ignore_errors=True)
-        print(f"Stopped. Logs kept in {state_dir}.", flush=True)
+        say(f"Stopped. Logs kept in {state_dir}.")
     return status
 
 

@@ -167,3 +167,29 @@ def test_a_part_that_cannot_start_says_why(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "standin exited with 2" in done.stderr
     assert "no profile for pipeline 'video'" in done.stderr
+
+
+def test_stops_every_child_even_when_its_output_is_gone(tmp_path: Path) -> None:
+    """A closed terminal or pipe (EPIPE on every print) must not cut the clean-up short."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "video.yaml").write_text(
+        yaml.safe_dump(video_profile(3, (1, 2, 4)).model_dump(exclude_none=True))
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapter.standin.stack", "--state-dir", str(tmp_path / "state"),
+         "--profiles", str(profiles), "--ready-timeout", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Ctrl-C stops everything." in line:
+            break
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) >= 5
+    proc.stdout.close()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
