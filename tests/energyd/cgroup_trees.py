@@ -107,7 +107,7 @@ class NodeTree:
 
     USER_HZ = 100
 
-    def __init__(self, root: Path, max_range_uj: int = 262143328850, **cgroup: Any) -> None:
+    def __init__(self, root: Path, max_range_uj: int | None = 262143328850, **cgroup: Any) -> None:
         self.roots = Roots(sysfs=root / "sys", procfs=root / "proc", cgroup=root / "cgroup")
         self.cgroups = CgroupTree(self.roots.cgroup, **cgroup)
         self.max_range_uj = max_range_uj
@@ -118,10 +118,12 @@ class NodeTree:
         self.set_cpu(busy_s=0.0, idle_s=0.0)
 
     def set_energy_uj(self, energy_uj: int) -> None:
-        """Cumulative energy as the hardware counts it: wrapped at max_range_uj."""
+        """Cumulative energy as the hardware counts it: wrapped at max_range_uj (if any)."""
+        if self.max_range_uj is not None:
+            energy_uj %= self.max_range_uj
         fd = os.open(self._energy_file, os.O_WRONLY)
         try:
-            os.pwrite(fd, f"{energy_uj % self.max_range_uj:020d}\n".encode(), 0)
+            os.pwrite(fd, f"{energy_uj:020d}\n".encode(), 0)
         finally:
             os.close(fd)
 

@@ -195,3 +195,21 @@ def test_conservation_and_monotonic_counters_through_wraps_and_churn(steps: list
             for key, j in snap.unattributed_j.items():
                 assert j >= prev.unattributed_j.get(key, 0.0)
             prev = snap
+
+
+def test_a_counter_without_range_that_goes_back_restarted(tmp_path: Path) -> None:
+    # No max_energy_range_uj: a decrease cannot be a wrap, the source restarted from 0.
+    node = NodeTree(tmp_path, max_range_uj=None)
+    node.cgroups.set_pod(A, 0)
+    sampler = sampler_for(node)
+    sampler.step(0.0)
+    node.set_energy_uj(50_000_000)
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    assert sampler.step(1.0).node_energy_j[ZONE] == pytest.approx(50.0)
+    node.set_energy_uj(5_000_000)
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    node.cgroups.set_pod(A, 1_000_000)
+    snap = sampler.step(2.0)
+    assert snap.node_energy_j[ZONE] == pytest.approx(55.0)
+    assert pod_j(snap, A) == pytest.approx(2.5)
+    assert_conserved(snap)
