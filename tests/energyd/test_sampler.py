@@ -213,3 +213,38 @@ def test_a_counter_without_range_that_goes_back_restarted(tmp_path: Path) -> Non
     assert snap.node_energy_j[ZONE] == pytest.approx(55.0)
     assert pod_j(snap, A) == pytest.approx(2.5)
     assert_conserved(snap)
+
+
+def test_a_long_source_outage_does_not_expire_running_pods(node: NodeTree) -> None:
+    sampler = sampler_for(node, grace_period_s=10.0)
+    sampler.step(0.0)
+    node.set_energy_uj(4_000_000)
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    node.cgroups.set_pod(A, 500_000)
+    a1 = pod_j(sampler.step(1.0), A)
+    energy = node.roots.sysfs / "class/powercap/intel-rapl:0/energy_uj"
+    saved = energy.read_text()
+    energy.write_text("garbage\n")
+    for t in (6.0, 12.0, 18.0):
+        assert pod_j(sampler.step(t), A) == a1  # still running: kept, though nothing is attributed
+    energy.write_text(saved)
+    assert pod_j(sampler.step(19.0), A) == a1
+
+
+def test_a_pod_first_seen_with_more_cpu_than_the_interval_predates_it(node: NodeTree) -> None:
+    sampler = sampler_for(node)
+    sampler.step(0.0)
+    # Pod C shows up with 100 CPU-seconds used: more than the node's 4 in this interval, so
+    # they were used before the last pass (its cgroup was unreadable then) and count 0.
+    old = pod_uid(3)
+    node.cgroups.set_pod(old, 100_000_000)
+    node.cgroups.set_pod(A, 1_000_000)
+    node.set_energy_uj(40_000_000)
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    snap = sampler.step(1.0)
+    assert pod_j(snap, old) == 0.0
+    assert pod_j(snap, A) == pytest.approx(10.0)
+    node.cgroups.set_pod(old, 101_000_000)  # from now on it counts as any pod
+    node.set_energy_uj(80_000_000)
+    node.set_cpu(busy_s=4.0, idle_s=4.0)
+    assert pod_j(sampler.step(2.0), old) == pytest.approx(10.0)
