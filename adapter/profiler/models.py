@@ -93,27 +93,23 @@ def _qa(shape: str) -> Prepare:
     return _torch_prepare(nets.encoder(shape, outputs=2, per_token=True), _tokens(QA_TOKENS))
 
 
-def _variant(name: str, accuracy: float, source: str, build: Callable[[], Prepare], desc: str) -> VariantSpec:
-    return VariantSpec(name, accuracy, source, build, desc)
-
-
 def _detect(size: str, map50: float) -> VariantSpec:
-    return _variant(
+    return VariantSpec(
         f"yolov5{size}", map50, _YOLOV5, lambda: _yolo(size), f"{IMAGE_DETECT_PX}x{IMAGE_DETECT_PX} image"
     )
 
 
 def _classify(depth: int, top1: float) -> VariantSpec:
     px = IMAGE_CLASSIFY_PX
-    return _variant(f"resnet{depth}", top1, _TORCHVISION, lambda: _resnet(depth), f"{px}x{px} image")
+    return VariantSpec(f"resnet{depth}", top1, _TORCHVISION, lambda: _resnet(depth), f"{px}x{px} image")
 
 
 def _sent(shape: str, acc: float, source: str) -> VariantSpec:
-    return _variant(shape, acc, source, lambda: _sentiment(shape), f"{SENTIMENT_TOKENS} tokens")
+    return VariantSpec(shape, acc, source, lambda: _sentiment(shape), f"{SENTIMENT_TOKENS} tokens")
 
 
 def _squad(shape: str, f1: float, source: str) -> VariantSpec:
-    return _variant(shape, f1, source, lambda: _qa(shape), f"{QA_TOKENS} tokens")
+    return VariantSpec(shape, f1, source, lambda: _qa(shape), f"{QA_TOKENS} tokens")
 
 
 PIPELINES: dict[str, tuple[StageSpec, ...]] = {
