@@ -10,13 +10,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
 
 from energyd.cgroups import CgroupError, PodUsageReader
-from energyd.cgroups.names import from_environment
+from energyd.cgroups.names import PodResolver, from_environment
 from energyd.config import SOURCE_CHOICES, Config, Roots
 from energyd.exporter import serve
 from energyd.probe import format_probe, probe
@@ -78,27 +78,31 @@ class Daemon:
             close()
 
 
-def build(config: Config) -> Daemon:
-    """Opens the source, the cgroup and /proc readers and the name resolver; raises StartupError."""
+def build(config: Config, names: PodResolver | None = None) -> Daemon:
+    """Opens the source, the cgroup and /proc readers and (unless given) the name resolver from
+    the environment; raises StartupError."""
     roots = config.roots
     try:
         read_cpu_times(roots.procfs)
     except (OSError, ValueError) as err:
         raise StartupError(f"--procfs-root {roots.procfs}: cannot read node CPU times: {err}") from err
+    if names is None:
+        names = from_environment(config.node_name)
     try:
-        usage = PodUsageReader(roots.cgroup, containers=config.containers)
-    except CgroupError as err:
-        raise StartupError(f"--cgroup-root: {err}") from err
-    try:
+        usage = PodUsageReader(roots.cgroup, config.containers, known_containers=_app_containers(names))
         source, passed_over = open_source(config.source, roots, interval_s=config.interval_s)
+    except CgroupError as err:
+        names.close()
+        raise StartupError(f"--cgroup-root: {err}") from err
     except SourceError as err:
+        names.close()
+        usage.close()
         raise StartupError(f"--source {config.source}: {err.reason}") from err
     statuses = [SourceStatus(p.source, p.reason, p.source != "estimate", False) for p in passed_over]
     statuses.append(SourceStatus(source.name, "", source.measured, True))
     for p in passed_over:
         log.info("source %s passed over: %s (fix: %s)", p.source, p.reason, p.fix)
     log.info("energy source: %s%s", source.name, "" if source.measured else " (an estimate, not measured)")
-    names = from_environment(config.node_name)
     sampler = Sampler(
         source,
         functools.partial(read_cpu_times, roots.procfs),
@@ -108,6 +112,16 @@ def build(config: Config) -> Daemon:
         grace_period_s=config.grace_period_s,
     )
     return Daemon(config, sampler, [names.close, usage.close, source.close])
+
+
+def _app_containers(names: PodResolver) -> Callable[[str], Collection[str] | None]:
+    """The container ids the API lists for a pod: its sandbox scope is left unread."""
+
+    def app_containers(uid: str) -> Collection[str] | None:
+        meta = names.lookup(uid)
+        return None if meta is None else meta.containers.keys()
+
+    return app_containers
 
 
 def _positive_float(text: str) -> float:

@@ -12,7 +12,7 @@ import errno
 import logging
 import os
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -67,8 +67,11 @@ class PodUsageReader:
         self,
         cgroup_root: Path = Path("/sys/fs/cgroup"),
         containers: bool = True,
+        known_containers: Callable[[str], Collection[str] | None] | None = None,
         max_open_files: int | None = None,
     ) -> None:
+        """`known_containers(uid)`: the container ids of a pod worth reading (those the
+        Kubernetes API lists, which leaves out the sandbox scope), or None to read them all."""
         if not cgroup_root.is_dir():
             raise CgroupError(f"cgroup root {cgroup_root} is not a readable directory")
         hierarchy: Path | None
@@ -86,6 +89,7 @@ class PodUsageReader:
             self._parse, self._usage_file = v1.parse_usage_us, v1.USAGE_FILE
         self._hierarchy = hierarchy
         self._containers = containers
+        self._known_containers = known_containers
         self._scanner: PodScanner | None = None
         self._max_open = _fd_budget() if max_open_files is None else max_open_files
         # Per pod listing (compared by identity: a relisted pod is a new object, so a
@@ -115,7 +119,7 @@ class PodUsageReader:
         scanner = self._pod_scanner()
         if scanner is None:
             return UsageReading(pods=[], errors=0)
-        parse, open_fds, pread = self._parse, self._open_fds, os.pread
+        parse, open_fds, pread, apps_of = self._parse, self._open_fds, os.pread, self._known_containers
         pods = []
         errors = 0
         scanned = scanner.scan()
@@ -127,9 +131,13 @@ class PodUsageReader:
                 fds, kept = self._fds(pod)
             values: list[int | None] = []
             removed = False
-            for fd in fds:
+            wanted = apps_of(pod.uid) if apps_of is not None and pod.containers else None
+            for i, fd in enumerate(fds):
+                if fd is None or (wanted is not None and i and pod.containers[i - 1][0] not in wanted):
+                    values.append(None)
+                    continue
                 try:
-                    values.append(None if fd is None else parse(pread(fd, _READ_BYTES, 0)))
+                    values.append(parse(pread(fd, _READ_BYTES, 0)))
                 except OSError as err:
                     values.append(None)
                     if err.errno == errno.ENODEV:  # the cgroup was removed: churn, not an error

@@ -207,3 +207,16 @@ def test_pods_only_reads_no_container(tmp_path: Path, version: int, driver: str,
     assert sorted(reader.read().pods) == [(pod_uid(1), 12, {}), (pod_uid(2), 20, {})]
     tree.remove_pod(pod_uid(1))
     assert reader.read().pods == [(pod_uid(2), 20, {})]
+
+
+def test_only_the_containers_the_api_lists_are_read(tmp_path: Path) -> None:
+    tree = CgroupTree(tmp_path)
+    sandbox, app = container_id(1, 0), container_id(1, 1)
+    for uid in (pod_uid(1), pod_uid(2)):
+        tree.set_pod(uid, 10)
+        tree.set_container(uid, sandbox, 1)
+        tree.set_container(uid, app, 8)
+    # Pod 1 is known to the API with its app container; pod 2 is not known yet: all read.
+    reader = PodUsageReader(tmp_path, known_containers=lambda uid: {app} if uid == pod_uid(1) else None)
+    pods = {p.uid: p.containers for p in reader.read().pods}
+    assert pods == {pod_uid(1): {app: 8}, pod_uid(2): {sandbox: 1, app: 8}}
