@@ -8,6 +8,7 @@ and replays the trace until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -30,6 +31,8 @@ from adapter.standin.node import NodeTree
 from adapter.standin.pipeline import PacedPipeline
 
 log = logging.getLogger(__name__)
+
+READY_PREFIX = "standin: ready "
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,12 +103,17 @@ def run(args: argparse.Namespace) -> int:
     api.start()
     replay = threading.Thread(target=pipeline.run, name="replay")
     replay.start()
-    print(
-        f"standin: ready api={api.url} metrics=http://{args.host}:{metrics_server.server_port}/metrics "
-        f"kubeconfig={config_path} cgroup={node.cgroup_root} procfs={node.procfs_root} "
-        f"node={args.node_name} namespace={args.namespace}",
-        flush=True,
-    )
+    ready = {
+        "api": api.url,
+        "metrics": f"http://{args.host}:{metrics_server.server_port}/metrics",
+        "kubeconfig": str(config_path),
+        "cgroup": str(node.cgroup_root),
+        "procfs": str(node.procfs_root),
+        "node": args.node_name,
+        "namespace": args.namespace,
+    }
+    # One line the orchestrator parses: JSON, so paths with spaces survive.
+    print(f"{READY_PREFIX}{json.dumps(ready)}", flush=True)
     try:
         while replay.is_alive():
             replay.join(0.5)

@@ -171,14 +171,17 @@ def _handler(store: KubeStore, stop: threading.Event) -> type[BaseHTTPRequestHan
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             deadline = time.monotonic() + timeout_s
-            # Short waits, so a stopping server ends its watches within a second.
-            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-                for event_version, kind, pod in store.pod_events_after(version, min(left, 1.0)):
-                    version = event_version
-                    if node is None or pod.get("spec", {}).get("nodeName") == node:
-                        self._chunk(json.dumps({"type": kind, "object": pod}).encode() + b"\n")
-            self._chunk(b"")
             self.close_connection = True
+            try:
+                # Short waits, so a stopping server ends its watches within a second.
+                while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                    for event_version, kind, pod in store.pod_events_after(version, min(left, 1.0)):
+                        version = event_version
+                        if node is None or pod.get("spec", {}).get("nodeName") == node:
+                            self._chunk(json.dumps({"type": kind, "object": pod}).encode() + b"\n")
+                self._chunk(b"")
+            except ConnectionError:  # the watcher went away (energyd stopping): nothing to tell
+                log.debug("watch from %s closed by the client", self.address_string())
 
         def do_GET(self) -> None:
             url = urllib.parse.urlsplit(self.path)

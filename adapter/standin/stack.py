@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -32,8 +33,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+import yaml
+
 from adapter.settings import TOKEN_ENV, default_profiles_dir
 from adapter.sim.trace import WORKLOADS
+from adapter.standin.cli import READY_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 10.0
@@ -86,7 +90,6 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
-                cwd=REPO,
                 start_new_session=True,  # own group: Ctrl-C reaches us only, we stop it in order
             )
         child = Child(name, proc, log_path)
@@ -167,22 +170,23 @@ def log_line(child: Child, prefix: str) -> Callable[[], str | None]:
 def prometheus_config(
     scrape_interval_s: float, rules: Path, jobs: dict[str, list[tuple[str, dict[str, str]]]]
 ) -> str:
-    lines = [
-        "global:",
-        f"  scrape_interval: {scrape_interval_s:g}s",
-        f"  scrape_timeout: {scrape_interval_s:g}s",
-        f"  evaluation_interval: {scrape_interval_s:g}s",
-        "rule_files:",
-        f'  - "{rules}"',
-        "scrape_configs:",
-    ]
-    for job, targets in jobs.items():
-        lines += [f"  - job_name: {job}", "    static_configs:"]
-        for target, labels in targets:
-            lines.append(f'      - targets: ["{target}"]')
-            if labels:
-                lines.append("        labels: {" + ", ".join(f'{k}: "{v}"' for k, v in labels.items()) + "}")
-    return "\n".join(lines) + "\n"
+    interval = f"{scrape_interval_s:g}s"
+    config = {
+        "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {
+                "job_name": job,
+                "static_configs": [
+                    {"targets": [target], **({"labels": labels} if labels else {})}
+                    for target, labels in targets
+                ],
+            }
+            for job, targets in jobs.items()
+        ],
+    }
+    text: str = yaml.safe_dump(config, sort_keys=False)
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -198,6 +202,12 @@ def parser() -> argparse.ArgumentParser:
     trace = p.add_mutually_exclusive_group()
     trace.add_argument("--workload", default="bursty", choices=sorted(WORKLOADS), help="built-in trace")
     trace.add_argument("--trace", type=Path, help="trace CSV (requests per second), looped")
+    p.add_argument(
+        "--rules",
+        type=Path,
+        default=REPO / "deploy" / "prometheus" / "rules.yaml",
+        help="Prometheus rule file",
+    )
     p.add_argument("--node-cpus", type=int, default=16, help="CPUs of the simulated node")
     p.add_argument("--scrape-interval", type=float, default=2.0, help="Prometheus scrape interval, s")
     p.add_argument("--adapt-interval", type=float, default=5.0, help="seconds between adapter steps")
@@ -218,9 +228,9 @@ def _start_all(stack: Stack, args: argparse.Namespace, token: str) -> dict[str, 
          "--state-dir", str(state / "standin"), "--node-name", SIMULATED_NODE, "--cpus", str(args.node_cpus),
          *trace],
     )  # fmt: skip
-    ready = log_line(standin, "standin: ready ")
+    ready = log_line(standin, READY_PREFIX)
     stack.wait_for(standin, lambda: ready() is not None, args.ready_timeout)
-    info = dict(item.split("=", 1) for item in (ready() or "").split()[2:])
+    info: dict[str, str] = json.loads((ready() or "").removeprefix(READY_PREFIX))
     urls = {"stand-in API": info["api"], "stand-in metrics": info["metrics"]}
 
     real_port, sim_port = port_or_free(9102), port_or_free(9103)
@@ -243,7 +253,7 @@ def _start_all(stack: Stack, args: argparse.Namespace, token: str) -> dict[str, 
     (prom_dir / "prometheus.yml").write_text(
         prometheus_config(
             args.scrape_interval,
-            REPO / "deploy" / "prometheus" / "rules.yaml",
+            args.rules.resolve(),
             {
                 "energyd": [
                     (f"127.0.0.1:{real_port}", {"node": "this-machine"}),

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from adapter.sim.trace import write_trace
+from adapter.standin.stack import prometheus_config
 from tests.prom import query
 from tests.sim.profiles import video_profile
 
@@ -153,7 +154,7 @@ def test_a_child_that_dies_is_named_with_its_log_and_the_rest_are_stopped(
     out.wait_for("Stopped.", 5)
     text = "\n".join(out.lines)
     assert "energyd-simulated exited with -9" in text
-    assert "serving http://127.0.0.1:" in text  # its last log lines
+    assert "energy source: estimate" in text  # its last log lines (logged before it serves)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
@@ -193,3 +194,22 @@ def test_stops_every_child_even_when_its_output_is_gone(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_the_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        prometheus_config(
+            2.0,
+            Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yaml",
+            {"energyd": [("127.0.0.1:9102", {"node": "this-machine"}), ("127.0.0.1:9103", {})]},
+        )
+    )
+    done = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout + done.stderr
+    assert yaml.safe_load(config.read_text())["scrape_configs"][0]["static_configs"][0]["labels"] == {
+        "node": "this-machine"
+    }
