@@ -100,8 +100,6 @@ def build(config: Config, names: PodResolver | None = None) -> Daemon:
         raise StartupError(f"--source {config.source}: {err.reason}") from err
     statuses = [SourceStatus(p.source, p.reason, p.source != "estimate", False) for p in passed_over]
     statuses.append(SourceStatus(source.name, "", source.measured, True))
-    for p in passed_over:
-        log.info("source %s passed over: %s (fix: %s)", p.source, p.reason, p.fix)
     log.info("energy source: %s%s", source.name, "" if source.measured else " (an estimate, not measured)")
     sampler = Sampler(
         source,
