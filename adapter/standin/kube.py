@@ -10,9 +10,10 @@ SeldonActuator and energyd's pod-name lookup, both the real `kubernetes` client)
 
 Like the API server it answers 404 for unknown objects, 415 for other patch types, 409 when a
 patch carries a stale metadata.resourceVersion, bumps one resourceVersion counter on every
-change, and streams pod events newer than the watch's resourceVersion. Nothing else exists:
-no authentication, no other resources, no field selectors but spec.nodeName.
-`on_patch` lets the owner react to a custom object's change (the stand-in applies it to the
+change, and streams pod events newer than the watch's resourceVersion (it keeps the latest
+1000, as etcd compacts; a watch from before them gets a 410 Gone ERROR event, so the client lists
+again). Nothing else exists: no authentication, no other resources, no field selectors but
+spec.nodeName. `on_patch` lets the owner react to a custom object's change (the stand-in applies it to the
 simulated pipeline).
 """
 
@@ -24,6 +25,7 @@ import logging
 import threading
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -54,10 +56,12 @@ def _status(code: int, reason: str, message: str = "") -> dict[str, Any]:
 class KubeStore:
     """Custom objects by path and pods by uid, with one resourceVersion counter for all."""
 
-    def __init__(self, on_patch: PatchHook | None = None) -> None:
+    def __init__(self, on_patch: PatchHook | None = None, max_events: int = 1000) -> None:
         self._objects: dict[str, dict[str, Any]] = {}
         self._pods: dict[str, dict[str, Any]] = {}
-        self._events: list[tuple[int, str, dict[str, Any]]] = []  # (version, type, pod)
+        # (version, type, pod), the latest only, as etcd compacts: a long run must not grow.
+        self._events: deque[tuple[int, str, dict[str, Any]]] = deque(maxlen=max_events)
+        self._compacted = 0  # the newest version dropped from _events
         self._version = 1
         self._changed = threading.Condition()
         self._on_patch = on_patch
@@ -112,16 +116,20 @@ class KubeStore:
             version = self._bump()
             stored["metadata"]["resourceVersion"] = version
             self._pods[uid] = stored
-            self._events.append((int(version), kind, copy.deepcopy(stored)))
-            self._changed.notify_all()
+            self._record(int(version), kind, copy.deepcopy(stored))
 
     def delete_pod(self, uid: str) -> None:
         with self._changed:
             pod = self._pods.pop(uid)
             version = self._bump()
             pod["metadata"]["resourceVersion"] = version
-            self._events.append((int(version), "DELETED", pod))
-            self._changed.notify_all()
+            self._record(int(version), "DELETED", pod)
+
+    def _record(self, version: int, kind: str, pod: dict[str, Any]) -> None:
+        if len(self._events) == self._events.maxlen:
+            self._compacted = self._events[0][0]
+        self._events.append((version, kind, pod))
+        self._changed.notify_all()
 
     def list_pods(self, node_name: str | None) -> dict[str, Any]:
         with self._changed:
@@ -133,9 +141,14 @@ class KubeStore:
             return {"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": str(self._version)},
                     "items": items}  # fmt: skip
 
-    def pod_events_after(self, version: int, timeout_s: float) -> list[tuple[int, str, dict[str, Any]]]:
-        """Events newer than `version`, waiting up to `timeout_s` for the first one."""
+    def pod_events_after(
+        self, version: int, timeout_s: float
+    ) -> list[tuple[int, str, dict[str, Any]]] | None:
+        """Events newer than `version`, waiting up to `timeout_s` for the first one; None when some
+        of them were compacted away (the API server's 410 Gone: the watcher must list again)."""
         with self._changed:
+            if version < self._compacted:
+                return None
             self._changed.wait_for(lambda: self._version > version, timeout=timeout_s)
             return [e for e in self._events if e[0] > version]
 
@@ -175,7 +188,12 @@ def _handler(store: KubeStore, stop: threading.Event) -> type[BaseHTTPRequestHan
             try:
                 # Short waits, so a stopping server ends its watches within a second.
                 while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-                    for event_version, kind, pod in store.pod_events_after(version, min(left, 1.0)):
+                    events = store.pod_events_after(version, min(left, 1.0))
+                    if events is None:
+                        gone = _status(410, "Expired", f"resourceVersion {version} is too old")
+                        self._chunk(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+                        break
+                    for event_version, kind, pod in events:
                         version = event_version
                         if node is None or pod.get("spec", {}).get("nodeName") == node:
                             self._chunk(json.dumps({"type": kind, "object": pod}).encode() + b"\n")

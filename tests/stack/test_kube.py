@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
@@ -128,3 +128,38 @@ def test_energyd_names_pods_through_list_and_watch(
     finally:
         names.close()
         node.close()
+
+
+def test_a_watch_from_a_compacted_version_is_told_to_list_again() -> None:
+    store = KubeStore(max_events=3)
+    server = KubeServer(store)
+    server.start()
+    api_client = client.ApiClient(client.Configuration(host=server.url))
+    core = client.CoreV1Api(api_client)
+    try:
+        listed = core.list_pod_for_all_namespaces()
+        for i in range(5):
+            store.put_pod(
+                {
+                    "metadata": {"name": f"p{i}", "namespace": "default", "uid": f"uid-{i}"},
+                    "spec": {"nodeName": "n", "containers": [{"name": "c"}]},
+                }
+            )
+        old = listed.metadata.resource_version
+        with pytest.raises(ApiException) as gone:
+            list(
+                watch.Watch().stream(
+                    core.list_pod_for_all_namespaces, resource_version=old, timeout_seconds=2
+                )
+            )
+        assert gone.value.status == 410
+        # From a version still kept: the events after it, in order.
+        recent = core.list_pod_for_all_namespaces().metadata.resource_version
+        store.delete_pod("uid-4")
+        events = list(
+            watch.Watch().stream(core.list_pod_for_all_namespaces, resource_version=recent, timeout_seconds=1)
+        )
+        assert [(e["type"], e["object"].metadata.name) for e in events] == [("DELETED", "p4")]
+    finally:
+        api_client.close()  # type: ignore[no-untyped-call]
+        server.close()
