@@ -88,6 +88,12 @@ def test_prometheus_rates_match_the_energy_fed_in(energyd: str) -> None:
         idle_w = value(url, f'rate(energyd_unattributed_energy_joules_total{{kind="idle",{zone}}}[10s])')
         system_w = value(url, f'rate(energyd_unattributed_energy_joules_total{{kind="system",{zone}}}[10s])')
         errors = value(url, "sum(energyd_read_errors_total)")
+        # The idle-share example of docs/energyd.md, as written there (with this test's window).
+        idle_share = value(
+            url,
+            'rate(energyd_unattributed_energy_joules_total{kind="idle"}[10s])'
+            " / on(instance, zone) rate(energyd_node_energy_joules_total[10s])",
+        )
     assert node_w == pytest.approx(PACKAGE_W, rel=0.10)
     total_cpus = BUSY_CPUS + IDLE_CPUS
     for uid, cpus in POD_CPUS.items():
@@ -95,4 +101,5 @@ def test_prometheus_rates_match_the_energy_fed_in(energyd: str) -> None:
         assert pod_w[uid] / node_w == pytest.approx(cpus / total_cpus, rel=0.02)
     assert idle_w / node_w == pytest.approx(IDLE_CPUS / total_cpus, rel=0.02)
     assert (sum(pod_w.values()) + system_w + idle_w) / node_w == pytest.approx(1.0, rel=1e-6)
+    assert idle_share == pytest.approx(IDLE_CPUS / total_cpus, rel=0.02)
     assert errors == 0
