@@ -211,12 +211,17 @@ def test_pods_only_reads_no_container(tmp_path: Path, version: int, driver: str,
 
 def test_only_the_containers_the_api_lists_are_read(tmp_path: Path) -> None:
     tree = CgroupTree(tmp_path)
-    sandbox, app = container_id(1, 0), container_id(1, 1)
-    for uid in (pod_uid(1), pod_uid(2)):
+    sandbox, app, sidecar = container_id(1, 0), container_id(1, 1), container_id(1, 2)
+    for uid in (pod_uid(1), pod_uid(2), pod_uid(3)):
         tree.set_pod(uid, 10)
         tree.set_container(uid, sandbox, 1)
         tree.set_container(uid, app, 8)
-    # Pod 1 is known to the API with its app container; pod 2 is not known yet: all read.
-    reader = PodUsageReader(tmp_path, known_containers=lambda uid: {app} if uid == pod_uid(1) else None)
+    tree.set_container(pod_uid(3), sidecar, 0)
+    apps = {pod_uid(1): {app}, pod_uid(3): {app, sidecar}}
+    reader = PodUsageReader(tmp_path, known_containers=apps.get)
     pods = {p.uid: p.containers for p in reader.read().pods}
-    assert pods == {pod_uid(1): {app: 8}, pod_uid(2): {sandbox: 1, app: 8}}
+    assert pods == {
+        pod_uid(1): {app: 10},  # its only app container: the pod's counter, no container read
+        pod_uid(2): {sandbox: 1, app: 8},  # not known to the API yet: every scope read
+        pod_uid(3): {app: 8, sidecar: 0},  # the sandbox is left out
+    }
