@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import functools
 import json
 import os
 import secrets
@@ -41,6 +43,7 @@ from adapter.standin.cli import READY_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 10.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 SIMULATED_NODE = "standin-node"
 
 
@@ -91,6 +94,9 @@ class Stack:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,  # own group: Ctrl-C reaches us only, we stop it in order
+                preexec_fn=functools.partial(_die_with_parent, os.getpid())
+                if sys.platform == "linux"
+                else None,
             )
         child = Child(name, proc, log_path)
         self.children.append(child)
@@ -129,6 +135,14 @@ class Stack:
             _signal_group(child.proc, signal.SIGKILL)
             child.proc.wait()
             self._say(f"  {child.name:<17} stopped in {time.monotonic() - started:4.1f} s")
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In the child before exec: SIGTERM when the orchestrator dies, even by SIGKILL, so no
+    part outlives it (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def say(text: str, end: str = "\n", out: TextIO | None = None) -> None:

@@ -213,3 +213,16 @@ def test_the_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     assert yaml.safe_load(config.read_text())["scrape_configs"][0]["static_configs"][0]["labels"] == {
         "node": "this-machine"
     }
+
+
+def test_no_part_outlives_an_orchestrator_killed_outright(
+    stack: tuple[subprocess.Popen[str], Output, Path],
+) -> None:
+    proc, out, _ = stack
+    out.wait_for("Ctrl-C stops everything.", TIMEOUT_S)
+    children = psutil.Process(proc.pid).children(recursive=False)
+    assert len(children) == 5
+    proc.kill()  # SIGKILL: no clean-up of its own runs
+    proc.wait(10)
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert not [c for c in alive if c.status() != psutil.STATUS_ZOMBIE]
