@@ -68,7 +68,11 @@ class _Stopped(Exception):
 
 
 class _Recorder(SimCluster):
-    """SimCluster that notes every batch, completion and switch it schedules, in wall time."""
+    """SimCluster that notes every batch, completion and switch it schedules, in wall time.
+
+    SimCluster has no public observer, and its run loop keeps its counts in locals; every event
+    that matters passes through `_push`, so that is where this listens (reading `_config` for the
+    batch's variant). tests/stack/test_pipeline.py pins what it relies on."""
 
     def __init__(self, owner: PacedPipeline, offset_s: float, counts: Sequence[int], seed: int) -> None:
         arrivals = arrival_times_s(counts, seed)
