@@ -146,10 +146,9 @@ class PodUsageReader:
             removed = False
             wanted = apps_of(pod.uid) if apps_of is not None and pod.containers else None
             sole = _sole_container(pod, wanted)
-            for i, fd in enumerate(fds):
-                if fd is None or (
-                    wanted is not None and i and (sole is not None or pod.containers[i - 1][0] not in wanted)
-                ):
+            for i in range(1 if sole is not None else len(fds)):
+                fd = fds[i]
+                if fd is None or (i and wanted is not None and pod.containers[i - 1][0] not in wanted):
                     values.append(None)
                     continue
                 try:
