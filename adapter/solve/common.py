@@ -3,8 +3,11 @@ that a backend cannot run here (not installed, or its licence refuses the model)
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
+
 from adapter.errors import AdapterError
-from adapter.problem import Option, Problem
+from adapter.problem import Decision, Option, Problem
 
 
 class SolverUnavailable(AdapterError):
@@ -41,3 +44,42 @@ def scaled_costs(per_stage: list[list[Option]]) -> list[float]:
         shifted += [o.value - best for o in options]
     spread = max((-c for c in shifted), default=0.0)
     return [c / spread for c in shifted] if spread > 0 else shifted
+
+
+def picked_options(per_stage: list[list[Option]], x: Sequence[float]) -> list[Option]:
+    """The option of each stage whose binary is set in a MILP solution `x` (flattened in stage
+    order); the largest value wins, so integrality tolerances cannot pick two or none."""
+    chosen = []
+    offset = 0
+    for options in per_stage:
+        best = max(range(len(options)), key=lambda i: float(x[offset + i]))
+        chosen.append(options[best])
+        offset += len(options)
+    return chosen
+
+
+class OptionSolver:
+    """What every exact backend does around its own search: drop the options that cannot carry
+    the load, answer "throughput" at once when a stage has none, time the search, and turn
+    "no choice fits the SLA" into the best-effort infeasible answer."""
+
+    name = "option-solver"
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+
+    def solve(self, problem: Problem) -> Decision:
+        started = self._clock()
+        per_stage = candidate_options(problem)
+        if per_stage is None:
+            return problem.infeasible_decision(self.name, self._clock() - started, binding="throughput")
+        chosen = self.choose(problem, per_stage)
+        elapsed = self._clock() - started
+        if chosen is None:
+            # Every stage can carry the load, so only the latency budget can be what binds.
+            return problem.infeasible_decision(self.name, elapsed, binding="latency")
+        return problem.decision(chosen, self.name, elapsed)
+
+    def choose(self, problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
+        """One option per stage maximising the value within the SLA, or None when none fits."""
+        raise NotImplementedError

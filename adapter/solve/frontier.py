@@ -17,8 +17,8 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from adapter.problem import LATENCY_TOLERANCE_S, Decision, Option, Problem
-from adapter.solve.common import SolverUnavailable, candidate_options
+from adapter.problem import LATENCY_TOLERANCE_S, Option, Problem
+from adapter.solve.common import OptionSolver, SolverUnavailable
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -33,25 +33,17 @@ _PRUNE_SLACK = 1e-9
 MAX_FRONTIER = 20_000
 
 
-class FrontierSolver:
+class FrontierSolver(OptionSolver):
     name = "frontier"
 
     def __init__(
         self, max_frontier: int = MAX_FRONTIER, clock: Callable[[], float] = time.perf_counter
     ) -> None:
+        super().__init__(clock)
         self.max_frontier = max_frontier
-        self._clock = clock
 
-    def solve(self, problem: Problem) -> Decision:
-        started = self._clock()
-        per_stage = candidate_options(problem)
-        if per_stage is None:
-            return problem.infeasible_decision(self.name, self._clock() - started, binding="throughput")
-        chosen = _merge(per_stage, problem.sla_s + LATENCY_TOLERANCE_S, self.max_frontier)
-        elapsed = self._clock() - started
-        if chosen is None:
-            return problem.infeasible_decision(self.name, elapsed, binding="latency")
-        return problem.decision(chosen, self.name, elapsed)
+    def choose(self, problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
+        return _merge(per_stage, problem.sla_s + LATENCY_TOLERANCE_S, self.max_frontier)
 
 
 def _pareto(latency: FloatArray, value: FloatArray, idx: IntArray) -> IntArray:

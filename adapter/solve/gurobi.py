@@ -4,14 +4,17 @@ models past its limit raise SolverUnavailable, which `auto` answers by using HiG
 from __future__ import annotations
 
 import functools
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from adapter.problem import Decision, Option, Problem
-from adapter.solve.common import SolverUnavailable, candidate_options, scaled_costs
+from adapter.problem import Option, Problem
+from adapter.solve.common import (
+    OptionSolver,
+    SolverUnavailable,
+    picked_options,
+    scaled_costs,
+)
 
 # Gurobi's error code for "Model too large for size-limited license".
 _SIZE_LIMIT_EXCEEDED = 10010
@@ -43,23 +46,11 @@ def unavailable_reason() -> str | None:
     return _environment()[1]
 
 
-class GurobiSolver:
+class GurobiSolver(OptionSolver):
     name = "gurobi"
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
-        self._clock = clock
-
-    def solve(self, problem: Problem) -> Decision:
-        started = self._clock()
-        per_stage = candidate_options(problem)
-        if per_stage is None:
-            return problem.infeasible_decision(self.name, self._clock() - started, binding="throughput")
-        chosen = _solve_milp(problem, per_stage)
-        elapsed = self._clock() - started
-        if chosen is None:
-            binding = problem.infeasibility() or "latency"
-            return problem.infeasible_decision(self.name, elapsed, binding=binding)
-        return problem.decision(chosen, self.name, elapsed)
+    def choose(self, problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
+        return _solve_milp(problem, per_stage)
 
 
 def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
@@ -98,10 +89,4 @@ def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option]
         if model.Status != GRB.OPTIMAL:
             raise RuntimeError(f"Gurobi ended with status {model.Status}")
         values = np.asarray(x.X, dtype=float)
-    chosen = []
-    offset = 0
-    for options in per_stage:
-        best = max(range(len(options)), key=lambda i: float(values[offset + i]))
-        chosen.append(options[best])
-        offset += len(options)
-    return chosen
+    return picked_options(per_stage, values.tolist())

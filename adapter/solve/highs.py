@@ -3,11 +3,13 @@ stage, the latency sum within the SLA, maximise the sum of values; zero optimali
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
-from adapter.problem import Decision, Option, Problem
-from adapter.solve.common import SolverUnavailable, candidate_options, scaled_costs
+from adapter.problem import Option, Problem
+from adapter.solve.common import (
+    OptionSolver,
+    SolverUnavailable,
+    picked_options,
+    scaled_costs,
+)
 
 # HiGHS's default feasibility tolerances (1e-7, 1e-6) would let it accept a latency sum that
 # Problem.is_feasible (slack LATENCY_TOLERANCE_S) refuses; these keep both on the same side.
@@ -17,23 +19,11 @@ _FEASIBILITY_TOLERANCE = 1e-9
 _DUAL_TOLERANCE = 1e-10
 
 
-class HighsSolver:
+class HighsSolver(OptionSolver):
     name = "highs"
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
-        self._clock = clock
-
-    def solve(self, problem: Problem) -> Decision:
-        started = self._clock()
-        per_stage = candidate_options(problem)
-        if per_stage is None:
-            return problem.infeasible_decision(self.name, self._clock() - started, binding="throughput")
-        chosen = _solve_milp(problem, per_stage)
-        elapsed = self._clock() - started
-        if chosen is None:
-            binding = problem.infeasibility() or "latency"
-            return problem.infeasible_decision(self.name, elapsed, binding=binding)
-        return problem.decision(chosen, self.name, elapsed)
+    def choose(self, problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
+        return _solve_milp(problem, per_stage)
 
 
 def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
@@ -91,10 +81,4 @@ def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option]
     if status != highspy.HighsModelStatus.kOptimal:
         raise RuntimeError(f"HiGHS ended with {h.modelStatusToString(status)}")
     x = h.getSolution().col_value
-    chosen = []
-    offset = 0
-    for options in per_stage:
-        best = max(range(len(options)), key=lambda i: x[offset + i])
-        chosen.append(options[best])
-        offset += len(options)
-    return chosen
+    return picked_options(per_stage, x)
