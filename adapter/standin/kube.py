@@ -242,7 +242,13 @@ class KubeServer:
         self._stop = threading.Event()
         self._server = ThreadingHTTPServer((host, port), _handler(store, self._stop))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="standin-kube", daemon=True)
+        # close() waits for the serving loop's next poll: a short one keeps stopping quick.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="standin-kube",
+            daemon=True,
+        )
 
     @property
     def url(self) -> str:

@@ -12,9 +12,10 @@ from adapter.actuate import DryRunActuator
 from adapter.actuate.seldon import SeldonActuator
 from adapter.errors import ActuationError
 from adapter.problem import Decision, StageChoice
-from tests.adapter.fake_kube import FakeKube, serve_fake_kube
+from adapter.standin.kube import KubeStore
+from tests.adapter.fake_kube import RecordingStore, serve_fake_kube
 
-SDEP = FakeKube.path("machinelearning.seldon.io", "v1", "prod", "seldondeployments", "video")
+SDEP = KubeStore.object_path("machinelearning.seldon.io", "v1", "prod", "seldondeployments", "video")
 
 
 def decision(detect: tuple[str, int, int], classify: tuple[str, int, int]) -> Decision:
@@ -64,20 +65,20 @@ def seldon_deployment() -> dict[str, Any]:
 
 
 @pytest.fixture
-def kube() -> Iterator[tuple[FakeKube, CustomObjectsApi]]:
+def kube() -> Iterator[tuple[RecordingStore, CustomObjectsApi]]:
     with serve_fake_kube() as (fake, api):
-        fake.put(SDEP, seldon_deployment())
+        fake.put_object(SDEP, seldon_deployment())
         yield fake, api
 
 
 def test_v1_patch_sets_replicas_variant_and_batch_then_nothing(
-    kube: tuple[FakeKube, CustomObjectsApi],
+    kube: tuple[RecordingStore, CustomObjectsApi],
 ) -> None:
     fake, api = kube
     actuator = SeldonActuator(
         api, namespace="prod", apply=True, variant_uris={"resnet50": "gs://models/resnet50"}
     )
-    version = fake.objects[SDEP]["metadata"]["resourceVersion"]
+    version = fake.stored(SDEP)["metadata"]["resourceVersion"]
     assert actuator.apply("video", decision(("yolov5s", 3, 2), ("resnet50", 2, 4))) is True
 
     [patch] = fake.patches()
@@ -98,7 +99,7 @@ def test_v1_patch_sets_replicas_variant_and_batch_then_nothing(
     ]
     wanted[0]["graph"]["children"][0]["modelUri"] = "gs://models/resnet50"
     assert patch.body == {"metadata": {"resourceVersion": version}, "spec": {"predictors": wanted}}
-    assert fake.objects[SDEP]["spec"]["predictors"] == wanted
+    assert fake.stored(SDEP)["spec"]["predictors"] == wanted
 
     # The same decision again: a GET, no PATCH.
     assert actuator.apply("video", decision(("yolov5s", 3, 2), ("resnet50", 2, 4))) is False
@@ -106,35 +107,34 @@ def test_v1_patch_sets_replicas_variant_and_batch_then_nothing(
     assert [r.method for r in fake.requests] == ["GET", "PATCH", "GET"]
 
 
-def test_v1_a_concurrent_edit_is_refused_not_overwritten(kube: tuple[FakeKube, CustomObjectsApi]) -> None:
+def test_v1_a_concurrent_edit_is_refused_not_overwritten(
+    kube: tuple[RecordingStore, CustomObjectsApi],
+) -> None:
     fake, api = kube
-    original = fake.handle
+    original = fake.get_object
 
-    def edit_between_get_and_patch(
-        method: str, path: str, content_type: str | None, raw: bytes
-    ) -> tuple[int, Any]:
-        answer = original(method, path, content_type, raw)
-        if method == "GET":  # someone else scales the object right after our read
-            fake.put(SDEP, {**fake.objects[SDEP]})
+    def edit_after_get(path: str) -> dict[str, Any] | None:
+        answer = original(path)
+        fake.put_object(SDEP, fake.stored(SDEP))  # someone else scales the object right after our read
         return answer
 
-    fake.handle = edit_between_get_and_patch  # type: ignore[method-assign]
+    fake.get_object = edit_after_get  # type: ignore[method-assign]
     with pytest.raises(ActuationError, match="409"):
         SeldonActuator(api, namespace="prod", apply=True).apply(
             "video", decision(("yolov5s", 3, 2), ("resnet50", 2, 4))
         )
 
 
-def test_dry_run_reads_but_never_patches(kube: tuple[FakeKube, CustomObjectsApi]) -> None:
+def test_dry_run_reads_but_never_patches(kube: tuple[RecordingStore, CustomObjectsApi]) -> None:
     fake, api = kube
     actuator = SeldonActuator(api, namespace="prod")  # apply defaults to False
     assert actuator.dry_run
     assert actuator.apply("video", decision(("yolov5s", 3, 2), ("resnet50", 2, 4))) is True
     assert fake.patches() == []
-    assert fake.objects[SDEP]["spec"] == seldon_deployment()["spec"]
+    assert fake.stored(SDEP)["spec"] == seldon_deployment()["spec"]
 
 
-def test_v1_errors_name_what_is_missing(kube: tuple[FakeKube, CustomObjectsApi]) -> None:
+def test_v1_errors_name_what_is_missing(kube: tuple[RecordingStore, CustomObjectsApi]) -> None:
     _, api = kube
     with pytest.raises(ActuationError, match="404"):
         SeldonActuator(api, namespace="prod", apply=True).apply("nlp", decision(("a", 1, 1), ("b", 1, 1)))
@@ -152,8 +152,8 @@ def test_v2_models_get_replicas_and_storage_uri_then_nothing() -> None:
     uris = {v: f"gs://models/{v}" for v in ("yolov5n", "yolov5s", "resnet18", "resnet50")}
     with serve_fake_kube() as (fake, api):
         for stage, variant in (("detect", "yolov5n"), ("classify", "resnet18")):
-            path = FakeKube.path("mlops.seldon.io", "v1alpha1", "default", "models", stage)
-            fake.put(
+            path = KubeStore.object_path("mlops.seldon.io", "v1alpha1", "default", "models", stage)
+            fake.put_object(
                 path,
                 {
                     "kind": "Model",
@@ -197,9 +197,9 @@ def test_v1_stages_sharing_a_component_get_the_larger_replica_count() -> None:
     components = shared["spec"]["predictors"][0]["componentSpecs"]
     components[0]["spec"]["containers"] += components.pop()["spec"]["containers"]
     with serve_fake_kube() as (fake, api):
-        fake.put(SDEP, shared)
+        fake.put_object(SDEP, shared)
         SeldonActuator(api, namespace="prod", apply=True).apply(
             "video", decision(("yolov5s", 2, 1), ("resnet50", 5, 1))
         )
-        [component] = fake.objects[SDEP]["spec"]["predictors"][0]["componentSpecs"]
+        [component] = fake.stored(SDEP)["spec"]["predictors"][0]["componentSpecs"]
     assert component["replicas"] == 5

@@ -31,7 +31,8 @@ from adapter.metrics import AdapterMetrics
 from adapter.problem import Decision, StageChoice
 from adapter.query import PrometheusQuery
 from adapter.settings import AdapterSettings, default_sla_s
-from tests.adapter.fake_kube import FakeKube, serve_fake_kube
+from adapter.standin.kube import KubeStore
+from tests.adapter.fake_kube import serve_fake_kube
 from tests.adapter.prom_backfill import backfilled_prometheus, request_counter_lines
 from tests.prom import free_port
 from tests.sim.profiles import video_profile
@@ -204,8 +205,8 @@ def test_apply_wires_the_seldon_actuator_from_kubeconfig(tmp_path: Path) -> None
                 }
             )
         )
-        path = FakeKube.path("mlops.seldon.io", "v1alpha1", "prod", "models", "detect")
-        fake.put(path, {"spec": {"replicas": 1, "storageUri": "gs://m/a"}})
+        path = KubeStore.object_path("mlops.seldon.io", "v1alpha1", "prod", "models", "detect")
+        fake.put_object(path, {"spec": {"replicas": 1, "storageUri": "gs://m/a"}})
         settings = AdapterSettings(
             apply=True, seldon="v2", namespace="prod", variant_uris={"b": "gs://m/b"}, kubeconfig=kubeconfig
         )
