@@ -22,57 +22,65 @@ class SnapshotCollector(Collector):
         snap = self._latest()
         if snap is None:
             return
+        # The zones overlap (core inside package, psys around packages and dram), so each series
+        # says whether its zone is one of those that sum to the node without double counting.
+        total = {zone: "true" if t else "false" for zone, t in snap.in_node_total.items()}
         node = CounterMetricFamily(
             "energyd_node_energy_joules",
             "Energy of the node per RAPL zone since energyd started.",
-            labels=["zone", "source"],
+            labels=["zone", "node_total", "source"],
         )
         for zone, j in sorted(snap.node_energy_j.items()):
-            node.add_metric([zone, snap.source], j)
+            node.add_metric([zone, total.get(zone, "false"), snap.source], j)
         yield node
 
         power = GaugeMetricFamily(
             "energyd_node_power_watts",
             "Mean power per zone over the last sampling interval.",
-            labels=["zone"],
+            labels=["zone", "node_total"],
         )
         for zone, w in sorted(snap.node_power_w.items()):
-            power.add_metric([zone], w)
+            power.add_metric([zone, total.get(zone, "false")], w)
         yield power
 
         pods = CounterMetricFamily(
             "energyd_pod_energy_joules",
             "Energy attributed to a pod by its share of CPU time.",
-            labels=["namespace", "pod", "pod_uid", "zone"],
+            labels=["namespace", "pod", "pod_uid", "zone", "node_total"],
         )
         meta = snap.pod_meta
         for zone, per_pod in sorted(snap.pod_energy_j.items()):
+            in_total = total.get(zone, "false")
             for uid, j in per_pod.items():
                 m = meta.get(uid)
-                pods.add_metric([m.namespace, m.name, uid, zone] if m else ["", uid, uid, zone], j)
+                pods.add_metric(
+                    [m.namespace, m.name, uid, zone, in_total] if m else ["", uid, uid, zone, in_total], j
+                )
         yield pods
 
         containers = CounterMetricFamily(
             "energyd_container_energy_joules",
             "Energy attributed to a container by its share of CPU time.",
-            labels=["namespace", "pod", "pod_uid", "container", "zone"],
+            labels=["namespace", "pod", "pod_uid", "container", "zone", "node_total"],
         )
         for zone, per_container in sorted(snap.container_energy_j.items()):
+            in_total = total.get(zone, "false")
             for (uid, cid), j in per_container.items():
                 m = meta.get(uid)
                 if m is None:
-                    containers.add_metric(["", uid, uid, cid, zone], j)
+                    containers.add_metric(["", uid, uid, cid, zone, in_total], j)
                 else:
-                    containers.add_metric([m.namespace, m.name, uid, m.containers.get(cid, cid), zone], j)
+                    name = m.containers.get(cid, cid)
+                    containers.add_metric([m.namespace, m.name, uid, name, zone, in_total], j)
         yield containers
 
         unattributed = CounterMetricFamily(
             "energyd_unattributed_energy_joules",
             "Energy not attributed to pods: system (busy outside pods) and idle.",
-            labels=["zone", "kind"],
+            labels=["zone", "node_total", "kind"],
         )
         for (zone, kind), j in sorted(snap.unattributed_j.items()):
-            unattributed.add_metric([zone, kind], j)
+            unattributed.add_metric([zone, total.get(zone, "false"), kind], j)
         yield unattributed
 
         info = GaugeMetricFamily(

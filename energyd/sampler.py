@@ -67,6 +67,7 @@ class Snapshot:
     measured: bool
     sources: tuple[SourceStatus, ...]
     node_energy_j: Mapping[str, float]
+    in_node_total: Mapping[str, bool]  # zone -> Zone.in_node_total
     node_power_w: Mapping[str, float]
     pod_energy_j: Mapping[str, Mapping[str, float]]  # zone -> pod uid -> joules
     container_energy_j: Mapping[str, Mapping[tuple[str, str], float]]  # zone -> (uid, id) -> J
@@ -100,6 +101,7 @@ class Sampler:
         self._pod_seen_s: dict[str, float] = {}
         self._container_seen_s: dict[tuple[str, str], float] = {}
         self._node_j: dict[str, float] = {}
+        self._in_node_total: dict[str, bool] = {}
         self._pod_j: dict[str, dict[str, float]] = {}
         self._container_j: dict[str, dict[tuple[str, str], float]] = {}
         self._power_w: dict[str, float] = {}
@@ -136,6 +138,7 @@ class Sampler:
         prev = self._prev
         self._prev = (energy_uj, cpu, now_s)
         for zone in energy_uj:
+            self._in_node_total[zone.name] = zone.in_node_total
             if zone.name not in self._node_j:
                 self._node_j[zone.name] = 0.0
                 self._pod_j[zone.name] = {}
@@ -206,6 +209,7 @@ class Sampler:
             measured=self._source.measured,
             sources=self._sources,
             node_energy_j=dict(self._node_j),
+            in_node_total=dict(self._in_node_total),
             node_power_w=dict(self._power_w),
             pod_energy_j={zone: dict(j) for zone, j in self._pod_j.items()},
             container_energy_j={zone: dict(j) for zone, j in self._container_j.items()},
