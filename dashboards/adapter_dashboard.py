@@ -12,8 +12,10 @@ PIPE = 'pipeline=~"$pipeline"'
 # Seldon Core v1 executor metrics name the SeldonDeployment in `deployment_name`; the example
 # pipeline names its SeldonDeployment after the profile's pipeline, so the variable matches both.
 SELDON = 'deployment_name=~"$pipeline"'
-# Recorded by deploy/prometheus/rules.yaml: energyd's pod energy joined to pipelines, per zone
-# (zones overlap: pick packages + dram, or psys alone, with the zone picker).
+# Recorded by deploy/prometheus/rules.yaml: energyd's pod energy joined to pipelines, summed over
+# the zones that make up the node (node_total="true": what the planned figures compare with),
+# and per zone (zones overlap, so those are read one at a time with the zone picker).
+TOTAL = "namespace_pipeline:energyd_"
 MEASURED = "namespace_pipeline_zone:energyd_"
 MEASURED_SEL = f'{PIPE}, zone=~"$zone"'
 
@@ -61,19 +63,21 @@ def build() -> Dashboard:
                     f"sum by (pipeline) (adapter_stage_energy_per_request_joules{{{PIPE}}})",
                     "{{pipeline}} planned",
                 ),
+                (f"{TOTAL}energy_per_request_joules:ratio_rate2m{{{PIPE}}}", "{{pipeline}} measured"),
                 (
                     f"{MEASURED}energy_per_request_joules:ratio_rate2m{{{MEASURED_SEL}}}",
                     "{{pipeline}} measured {{zone}}",
                 ),
             ],
             "joule",
-            "Measured: the pipeline pods' watts from energyd over its request rate "
-            "(recording rules in deploy/prometheus/rules.yaml).",
+            "Measured: the pipeline pods' watts from energyd over its request rate, over the node's "
+            "zones (node_total) and per picked zone (recording rules in deploy/prometheus/rules.yaml).",
         ),
         timeseries(
             "Pipeline power: predicted vs measured",
             [
                 (f"adapter_predicted_power_watts{{{PIPE}}}", "{{pipeline}} predicted"),
+                (f"{TOTAL}pod_energy_joules:rate2m{{{PIPE}}}", "{{pipeline}} measured"),
                 (f"{MEASURED}pod_energy_joules:rate2m{{{MEASURED_SEL}}}", "{{pipeline}} measured {{zone}}"),
             ],
             "watt",

@@ -43,6 +43,8 @@ KNOWN_METRICS = {
 # A metric name, or a recorded one (level:metric:operation) from deploy/prometheus/rules.yaml.
 METRIC = re.compile(r"\b((?:[a-z0-9_]+:)?(?:energyd|adapter|seldon)_[a-z0-9_]+(?::[a-z0-9_]+)?)")
 RULES = REPO / "deploy" / "prometheus" / "rules.yaml"
+# energyd's series that carry `zone` (and `node_total`), read raw rather than through a rule.
+ZONED = re.compile(r"(?<!:)energyd_(node_energy|node_power|pod_energy|container_energy|unattributed_energy)")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,9 @@ def test_issue_panels_exist_with_their_units(dashboards: dict[str, dict[str, Any
     }
     assert units[("energyd", "Node power by zone")] == "watt"
     assert units[("energyd", "Node power by source")] == "watt"
+    assert units[("energyd", "Node power")] == "watt"
     assert units[("energyd", "Top 10 pods by power")] == "watt"
+    assert units[("energyd", "Top 10 pods by power per zone")] == "watt"
     assert units[("energyd", "Energy per pod over the time range")] == "joule"
     assert units[("adapter", "Energy per request by stage and variant")] == "joule"
     assert units[("adapter", "Load: predicted vs observed")] == "reqps"
@@ -117,3 +121,19 @@ def test_layout_has_no_overlapping_panels(dashboards: dict[str, dict[str, Any]])
 
 def test_generator_output_is_deterministic(tmp_path: Path, dashboards: dict[str, dict[str, Any]]) -> None:
     assert generate(tmp_path) == dashboards
+
+
+def test_sums_over_zones_keep_to_the_node_total(dashboards: dict[str, dict[str, Any]]) -> None:
+    # Zones overlap: a query that sums energyd's series without keeping `zone` must select the
+    # node_total="true" zones (or a recorded node-total rule), else it counts joules twice.
+    by = re.compile(r"by \(([^)]*)\)")
+    checked = 0
+    for name, dashboard in dashboards.items():
+        for title, expr in expressions(dashboard):
+            if not ZONED.search(expr):
+                continue
+            kept = {label.strip() for group in by.findall(expr) for label in group.split(",")}
+            if "sum" in expr and "zone" not in kept:
+                checked += 1
+                assert 'node_total="true"' in expr, (name, title, expr)
+    assert checked >= 3
