@@ -24,6 +24,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +69,17 @@ class SimStats:
     switches: int  # configurations that took effect
 
 
+class SimObserver(Protocol):
+    """Told of what the simulation schedules when it schedules it, ahead of its simulated time
+    (the stand-in replays that in wall time)."""
+
+    def batch_scheduled(
+        self, stage: int, start_s: float, end_s: float, variant: Variant, request_ids: list[int]
+    ) -> None: ...
+
+    def switch_scheduled(self, at_s: float, config: tuple[StageConfig, ...]) -> None: ...
+
+
 class _VariantTable:
     """Latency and energy per request of every batch size 1..max, interpolated once."""
 
@@ -80,7 +92,8 @@ class _VariantTable:
 
 class SimCluster:
     """Replays `arrivals_s` (sorted) through `profile`'s stages. Implements LoadHistory and
-    Actuator; `run(on_tick, interval_s)` calls `on_tick(now_s)` every interval from t = 0."""
+    Actuator; `run(on_tick, interval_s)` calls `on_tick(now_s)` every interval from t = 0.
+    `observer`, if given, hears of every batch and configuration switch as it is scheduled."""
 
     def __init__(
         self,
@@ -89,6 +102,7 @@ class SimCluster:
         arrivals_s: npt.NDArray[np.float64],
         settings: ClusterSettings,
         warm_rps: float | None = None,
+        observer: SimObserver | None = None,
     ) -> None:
         if len(arrivals_s) != sum(counts):
             raise ValueError(f"{len(arrivals_s)} arrival times for a trace of {sum(counts)} requests")
@@ -109,6 +123,7 @@ class SimCluster:
         self._last_scheduled: tuple[StageConfig, ...] | None = None
         self._events: list[tuple[float, int, int, int, object]] = []
         self._seq = 0
+        self._observer = observer
 
     # LoadHistory
     def request_rate_history(self, pipeline: str, now_s: float, window_s: float) -> Sequence[RateSample]:
@@ -137,8 +152,10 @@ class SimCluster:
         if config == self._last_scheduled:
             return False
         self._last_scheduled = config
-        delay = 0.0 if self._config is None else self.settings.switch_delay_s
-        self._push(self.now_s + delay, _SWITCH, 0, config)
+        at_s = self.now_s + (0.0 if self._config is None else self.settings.switch_delay_s)
+        self._push(at_s, _SWITCH, 0, config)
+        if self._observer is not None:
+            self._observer.switch_scheduled(at_s, config)
         return True
 
     def _push(self, time_s: float, kind: int, stage: int, data: object) -> None:
@@ -159,6 +176,7 @@ class SimCluster:
         done_s = [0.0] * len(arrivals)
         served_ids: list[int] = []
         settings = self.settings
+        observer = self._observer
         dropped = 0
         dynamic_j = 0.0
         switches = 0
@@ -185,7 +203,10 @@ class SimCluster:
                     batch = [q.popleft()[1] for _ in range(k)]
                     dynamic_j += k * table.energy_j[k]
                     busy[s] += 1
-                    self._push(now + table.latency_s[k], _DONE, s, batch)
+                    end = now + table.latency_s[k]
+                    self._push(end, _DONE, s, batch)
+                    if observer is not None:
+                        observer.batch_scheduled(s, now, end, cfg.variant, batch)
                 else:
                     fire = q[0][0] + settings.batch_timeout_s
                     if timer_at[s] != fire:

@@ -28,8 +28,8 @@ import numpy.typing as npt
 
 from adapter.errors import ActuationError
 from adapter.problem import Decision, StageChoice
-from adapter.profiles import Profile
-from adapter.sim.cluster import _DONE, _SWITCH, ClusterSettings, SimCluster, StageConfig
+from adapter.profiles import Profile, Variant
+from adapter.sim.cluster import ClusterSettings, SimCluster, StageConfig
 from adapter.sim.trace import arrival_times_s
 
 log = logging.getLogger(__name__)
@@ -67,33 +67,29 @@ class _Stopped(Exception):
     pass
 
 
-class _Recorder(SimCluster):
-    """SimCluster that notes every batch, completion and switch it schedules, in wall time.
-
-    SimCluster has no public observer, and its run loop keeps its counts in locals; every event
-    that matters passes through `_push`, so that is where this listens (reading `_config` for the
-    batch's variant). tests/stack/test_pipeline.py pins what it relies on."""
+class _Pass:
+    """One pass over the trace: its SimCluster, observed, with what it schedules noted on the
+    owner in replay time (the pass starts at `offset_s`)."""
 
     def __init__(self, owner: PacedPipeline, offset_s: float, counts: Sequence[int], seed: int) -> None:
         arrivals = arrival_times_s(counts, seed)
-        super().__init__(owner.profile, counts, arrivals, owner.settings)
         self._owner = owner
         self._offset_s = offset_s
         self._pass_arrivals_s = arrivals
+        self._last_stage = len(owner.profile.stages) - 1
         self.arrivals_s: npt.NDArray[np.float64] = arrivals + offset_s
+        self.cluster = SimCluster(owner.profile, counts, arrivals, owner.settings, observer=self)
 
-    def _push(self, time_s: float, kind: int, stage: int, data: object) -> None:
-        super()._push(time_s, kind, stage, data)
-        if kind == _DONE and self._config is not None:
-            batch: list[int] = data  # type: ignore[assignment]
-            cores = self._config[stage].variant.cores
-            self._owner.note_batch(stage, self.now_s + self._offset_s, time_s + self._offset_s, cores)
-            if stage == len(self.profile.stages) - 1:
-                self._owner.note_done(
-                    time_s + self._offset_s, [time_s - float(self._pass_arrivals_s[i]) for i in batch]
-                )
-        elif kind == _SWITCH:
-            self._owner.note_switch(time_s + self._offset_s, tuple(data))  # type: ignore[arg-type]
+    def batch_scheduled(
+        self, stage: int, start_s: float, end_s: float, variant: Variant, request_ids: list[int]
+    ) -> None:
+        self._owner.note_batch(stage, start_s + self._offset_s, end_s + self._offset_s, variant.cores)
+        if stage == self._last_stage:
+            arrivals = self._pass_arrivals_s
+            self._owner.note_done(end_s + self._offset_s, [end_s - float(arrivals[i]) for i in request_ids])
+
+    def switch_scheduled(self, at_s: float, config: Config) -> None:
+        self._owner.note_switch(at_s + self._offset_s, config)
 
 
 class PacedPipeline:
@@ -164,18 +160,18 @@ class PacedPipeline:
         passes = 0
         try:
             while True:
-                cluster = _Recorder(self, offset_s, self._counts, self._seed + passes)
-                cluster.apply(self.profile.pipeline, decision_for(self.profile, self._config))
-                cluster.run(functools.partial(self._tick, cluster, offset_s, start), self._interval_s)
+                run = _Pass(self, offset_s, self._counts, self._seed + passes)
+                run.cluster.apply(self.profile.pipeline, decision_for(self.profile, self._config))
+                run.cluster.run(functools.partial(self._tick, run, offset_s, start), self._interval_s)
                 # The last tick came before the pass's end: its last arrivals go to the next tick.
-                self._carried += int(np.count_nonzero(cluster.arrivals_s > self._last_s))
+                self._carried += int(np.count_nonzero(run.arrivals_s > self._last_s))
                 offset_s += len(self._counts)
                 passes += 1
                 log.info("trace pass %d done; looping", passes)
         except _Stopped:
             pass
 
-    def _tick(self, cluster: _Recorder, offset_s: float, start: float, pass_s: float) -> None:
+    def _tick(self, run: _Pass, offset_s: float, start: float, pass_s: float) -> None:
         now_s = offset_s + pass_s
         wait_s = start + now_s - self._clock()
         if wait_s > 0 and self._stop.wait(wait_s):
@@ -188,10 +184,10 @@ class PacedPipeline:
             except queue.Empty:
                 break
             self._config = config
-            cluster.apply(self.profile.pipeline, decision_for(self.profile, config))
-        self._on_tick(self._collect(cluster, now_s))
+            run.cluster.apply(self.profile.pipeline, decision_for(self.profile, config))
+        self._on_tick(self._collect(run, now_s))
 
-    def _collect(self, cluster: _Recorder, now_s: float) -> Tick:
+    def _collect(self, run: _Pass, now_s: float) -> Tick:
         last_s, self._last_s = self._last_s, now_s
         config = None
         while self._switches and self._switches[0][0] <= now_s:
@@ -206,7 +202,7 @@ class PacedPipeline:
         latencies: list[float] = []
         while self._done and self._done[0][0] <= now_s:
             latencies.extend(heapq.heappop(self._done)[2])
-        arrivals = cluster.arrivals_s
+        arrivals = run.arrivals_s
         arrived = int(np.searchsorted(arrivals, now_s, "right") - np.searchsorted(arrivals, last_s, "right"))
         arrived, self._carried = arrived + self._carried, 0
         return Tick(last_s, now_s, config, tuple(cpu_s), latencies, arrived)

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from adapter.errors import ActuationError, QueryError
 from adapter.problem import Decision, Problem
-from adapter.profiles import Profile
-from adapter.sim.cluster import ClusterSettings, SimCluster, SimStats
+from adapter.profiles import Profile, Variant
+from adapter.sim.cluster import ClusterSettings, SimCluster, SimStats, StageConfig
 from adapter.sim.trace import arrival_times_s
 from tests.sim.profiles import video_profile
 
@@ -109,6 +109,41 @@ def test_unchanged_decisions_schedule_nothing() -> None:
     cluster = SimCluster(PROFILE, [1], arrival_times_s([1], 0), ClusterSettings(sla_s=1.0))
     assert cluster.apply("video", d) is True
     assert cluster.apply("video", d) is False
+
+
+class Heard:
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, float, float, str, list[int]]] = []
+        self.switches: list[tuple[float, tuple[StageConfig, ...]]] = []
+
+    def batch_scheduled(
+        self, stage: int, start_s: float, end_s: float, variant: Variant, request_ids: list[int]
+    ) -> None:
+        self.batches.append((stage, start_s, end_s, variant.name, request_ids))
+
+    def switch_scheduled(self, at_s: float, config: tuple[StageConfig, ...]) -> None:
+        self.switches.append((at_s, config))
+
+
+def test_the_observer_hears_every_batch_and_switch_as_scheduled() -> None:
+    small = fixed(PROFILE, [("yolov5n", 2, 1), ("resnet18", 1, 1)])
+    big = fixed(PROFILE, [("yolov5s", 1, 2), ("resnet50", 1, 1)])
+    counts = [4] * 6
+    heard = Heard()
+    cluster = SimCluster(
+        PROFILE, counts, arrival_times_s(counts, 0), ClusterSettings(sla_s=10.0), observer=heard
+    )
+    plan = {0.0: small, 2.0: big}
+    stats = cluster.run(lambda now_s: plan.get(now_s) and cluster.apply("video", plan[now_s]), 1.0)
+    assert [(at_s, tuple(c.variant.name for c in config)) for at_s, config in heard.switches] == [
+        (0.0, ("yolov5n", "resnet18")),
+        (7.0, ("yolov5s", "resnet50")),
+    ]
+    served = sorted(rid for stage, _, _, _, ids in heard.batches if stage == 1 for rid in ids)
+    assert len(served) == stats.served == sum(counts)
+    for stage, start_s, end_s, variant, ids in heard.batches:
+        size = len(ids)
+        assert end_s - start_s == pytest.approx(PROFILE.stages[stage].variant(variant).batch(size).latency_s)
 
 
 def test_overload_drops_requests_and_still_conserves_them() -> None:
