@@ -30,22 +30,28 @@ def free_port() -> int:
         return port
 
 
-def _config(targets: Sequence[str], interval_s: float, rule_files: Sequence[Path]) -> str:
+def duration(seconds: float) -> str:
+    """A Prometheus duration: whole milliseconds, as its format takes no fractions ("1.5s" is refused)."""
+    return f"{round(seconds * 1000)}ms"
+
+
+def prometheus_config(targets: Sequence[str], interval_s: float, rule_files: Sequence[Path]) -> str:
     lines = [
         "global:",
-        f"  scrape_interval: {interval_s}s",
-        f"  evaluation_interval: {interval_s}s",
+        f"  scrape_interval: {duration(interval_s)}",
+        f"  evaluation_interval: {duration(interval_s)}",
     ]
     if rule_files:
         lines.append("rule_files:")
         lines += [f"  - {json.dumps(str(p))}" for p in rule_files]
-    lines += [
-        "scrape_configs:",
-        "  - job_name: test",
-        f"    scrape_timeout: {interval_s}s",
-        "    static_configs:",
-        f"      - targets: {json.dumps(list(targets))}",
-    ]
+    if targets:
+        lines += [
+            "scrape_configs:",
+            "  - job_name: test",
+            f"    scrape_timeout: {duration(interval_s)}",
+            "    static_configs:",
+            f"      - targets: {json.dumps(list(targets))}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -56,15 +62,20 @@ def _get_json(url: str, timeout_s: float = 5.0) -> Any:
 
 @contextmanager
 def start_prometheus(
-    scrape_targets: Sequence[str], scrape_interval_s: float = 1.0, rule_files: Sequence[Path] | None = None
+    scrape_targets: Sequence[str],
+    scrape_interval_s: float = 1.0,
+    rule_files: Sequence[Path] | None = None,
+    data_dir: Path | None = None,
 ) -> Iterator[str]:
-    """Yields the server's base URL (http://127.0.0.1:PORT) once it answers /-/ready."""
+    """Yields the server's base URL (http://127.0.0.1:PORT) once it answers /-/ready.
+
+    Its TSDB is `data_dir` when given (e.g. blocks written beforehand by promtool), else empty."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError("prometheus is not installed: run scripts/ensure-prometheus.sh (make test does)")
     with tempfile.TemporaryDirectory(prefix="prom-") as tmp:
         config = Path(tmp) / "prometheus.yml"
-        config.write_text(_config(scrape_targets, scrape_interval_s, rule_files or []))
+        config.write_text(prometheus_config(scrape_targets, scrape_interval_s, rule_files or []))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log_path = Path(tmp) / "prometheus.log"
@@ -73,7 +84,7 @@ def start_prometheus(
                 [
                     binary,
                     f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp}/data",
+                    f"--storage.tsdb.path={data_dir or Path(tmp) / 'data'}",
                     f"--web.listen-address=127.0.0.1:{port}",
                     "--log.level=warn",
                 ],

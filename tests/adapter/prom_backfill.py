@@ -4,21 +4,16 @@ The series are written as OpenMetrics text, turned into TSDB blocks by `promtool
 create-blocks-from openmetrics` and served by a real `prometheus` started on a free port over
 that storage directory, so every query runs through Prometheus' own PromQL engine, without
 waiting for scrapes. The samples lie in the past (`base_s`), queries are made at those times.
-(tests/prom.py starts Prometheus over an empty storage for scraping; this one needs its own.)
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from tests.prom import free_port
+from tests.prom import start_prometheus
 
 REQUESTS = "seldon_api_executor_server_requests_seconds"
 
@@ -55,36 +50,5 @@ def backfilled_prometheus(workdir: Path, lines: Sequence[str]) -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    config = workdir / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n", encoding="utf-8")
-    port = free_port()
-    log = (workdir / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            shutil.which("prometheus") or "prometheus",
-            f"--config.file={config}",
-            f"--storage.tsdb.path={data}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"prometheus did not start: {(workdir / 'prometheus.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.1)
+    with start_prometheus([], scrape_interval_s=15, data_dir=data) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
