@@ -79,6 +79,8 @@ def test_wheel_installs_and_both_entry_points_start(tmp_path: Path) -> None:
         names = zf.namelist()
         entry_points = next(zf.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert {"energyd/py.typed", "adapter/py.typed", "energyd/cli.py", "adapter/cli.py"} <= set(names)
+    # The adapter Deployment reads these (no --profiles): they must ship in the wheel.
+    assert {"adapter/data/profiles/video.yaml", "adapter/data/profiles/nlp.yaml"} <= set(names)
     assert not [n for n in names if n.startswith(("tests/", "dashboards/", "deploy/"))]
     assert "energyd = energyd.cli:main" in entry_points and "adapter = adapter.cli:main" in entry_points
 

@@ -1,4 +1,4 @@
-"""The kustomize base and the perf overlay, checked offline: every object against the Kubernetes
+"""The kustomize base and its overlays (perf, user-profiles), checked offline: every object against the Kubernetes
 JSON schemas (kubernetes-validate, strict: unknown fields fail), the CRD objects structurally,
 RBAC minimal, the DaemonSet's privileges, and the references between objects."""
 
@@ -17,12 +17,14 @@ import yaml
 
 from adapter.cli import parser as adapter_parser
 from adapter.cli import settings_from_args
-from adapter.profiles import parse_profile
+from adapter.profiles import load_profile, load_profiles, parse_profile
+from adapter.settings import default_profiles_dir
 from tests.deploy.kustomize import Manifest, build, find, kustomization, load_documents
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "deploy" / "base"
 PERF = REPO / "deploy" / "overlays" / "perf"
+USER_PROFILES = REPO / "deploy" / "overlays" / "user-profiles"
 EXAMPLE = REPO / "deploy" / "examples" / "video-pipeline.yaml"
 # The oldest Kubernetes we claim and the newest schemas kubernetes-validate ships.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -58,15 +60,22 @@ def perf() -> list[Manifest]:
     return build(PERF)
 
 
-def test_reader_matches_kubectl_kustomize(base: list[Manifest], perf: list[Manifest]) -> None:
+@pytest.fixture(scope="module")
+def user_profiles() -> list[Manifest]:
+    return build(USER_PROFILES)
+
+
+def test_reader_matches_kubectl_kustomize(
+    base: list[Manifest], perf: list[Manifest], user_profiles: list[Manifest]
+) -> None:
     # The reader implements only the fields deploy/ uses; build() refuses any other, and where
     # kubectl exists its output must be the reader's, object for object.
-    for directory in (BASE, PERF):
+    for directory in (BASE, PERF, USER_PROFILES):
         assert kustomization(directory)["kind"] == "Kustomization"
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         return
-    for directory, ours in ((BASE, base), (PERF, perf)):
+    for directory, ours in ((BASE, base), (PERF, perf), (USER_PROFILES, user_profiles)):
         out = subprocess.run(
             [kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True
         )
@@ -78,7 +87,7 @@ def test_reader_matches_kubectl_kustomize(base: list[Manifest], perf: list[Manif
         assert sorted(theirs, key=key) == sorted(ours, key=key)
 
 
-@pytest.mark.parametrize("tree", ["base", "perf"])
+@pytest.mark.parametrize("tree", ["base", "perf", "user_profiles"])
 def test_builtin_objects_match_kubernetes_schemas(tree: str, request: pytest.FixtureRequest) -> None:
     objects: list[Manifest] = request.getfixturevalue(tree)
     builtin = [o for o in objects if not is_crd(o)]
@@ -94,8 +103,10 @@ def test_schema_validation_rejects_a_broken_daemonset(base: list[Manifest]) -> N
         validate(broken)
 
 
-def test_every_namespaced_object_lands_in_energyd_system(base: list[Manifest]) -> None:
-    for obj in base:
+def test_every_namespaced_object_lands_in_energyd_system(
+    base: list[Manifest], user_profiles: list[Manifest]
+) -> None:
+    for obj in [*base, *user_profiles]:
         if obj["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
     assert find(base, "Namespace", NAMESPACE)
@@ -204,12 +215,12 @@ def test_adapter_deployment_runs_as_non_root_with_the_token_from_the_secret(
     secret = find(base, "Secret", token["name"])
     # The placeholder holds no usable token: apply stays refused until a real one is created.
     assert secret["stringData"][token["key"]] == ""
-    volumes = {v["name"]: v for v in spec["volumes"]}
-    profiles = next(m for m in c["volumeMounts"] if m["name"] == "profiles")
-    find(base, "ConfigMap", volumes["profiles"]["configMap"]["name"])
-    # The adapter's own parser accepts the arguments, and they name the mounted profiles.
+    # The adapter's own parser accepts the arguments; the profiles are those the image ships as
+    # package data, so no copy of them lives in deploy/ to go stale.
     args = adapter_parser().parse_args([*c["command"][1:], *c["args"]])
-    assert Path(args.profiles) == Path(profiles["mountPath"])
+    assert Path(args.profiles) == default_profiles_dir()
+    assert {"video", "nlp"} <= set(load_profiles(args.profiles))
+    assert not [o for o in base if o["kind"] == "ConfigMap"]
     # What the container sees with the placeholder Secret: no token, so the API refuses apply.
     monkeypatch.setenv("ADAPTER_API_TOKEN", secret["stringData"][token["key"]])
     assert settings_from_args(args).api_token is None
@@ -267,20 +278,35 @@ def test_service_monitors_match_their_services(base: list[Manifest]) -> None:
             assert endpoint["interval"].endswith("s")
 
 
-def test_profiles_configmap_holds_valid_profiles(base: list[Manifest]) -> None:
-    data = find(base, "ConfigMap", "adapter-profiles")["data"]
+def test_user_profiles_overlay_mounts_its_configmap_as_the_profiles(
+    base: list[Manifest], user_profiles: list[Manifest]
+) -> None:
+    dep = find(user_profiles, "Deployment", "adapter")
+    c = container(dep, "adapter")
+    volumes = {v["name"]: v for v in pod_spec(dep)["volumes"]}
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "profiles")
+    config_map = find(user_profiles, "ConfigMap", volumes["profiles"]["configMap"]["name"])
+    args = adapter_parser().parse_args([*c["command"][1:], *c["args"]])
+    assert Path(args.profiles) == Path(mount["mountPath"]) and mount["readOnly"] is True
+    # The base's arguments stay as they were, with --profiles appended.
+    assert c["args"] == [
+        *container(find(base, "Deployment", "adapter"), "adapter")["args"],
+        f"--profiles={mount['mountPath']}",
+    ]
+    data = config_map["data"]
     assert data
     for filename, text in data.items():
         profile = parse_profile(yaml.safe_load(text), filename)
         assert filename == f"{profile.pipeline}.yaml"
+    # Everything else is the base, untouched.
+    rest = [o for o in user_profiles if o["kind"] not in ("Deployment", "ConfigMap")]
+    assert rest == [o for o in base if o["kind"] != "Deployment"]
 
 
 def test_example_pipeline_matches_its_profile(base: list[Manifest]) -> None:
     (sdep,) = load_documents(EXAMPLE)
     assert sdep["apiVersion"] == "machinelearning.seldon.io/v1" and sdep["kind"] == "SeldonDeployment"
-    profile = parse_profile(
-        yaml.safe_load(find(base, "ConfigMap", "adapter-profiles")["data"]["video.yaml"]), "video.yaml"
-    )
+    profile = load_profile(default_profiles_dir() / "video.yaml")
     assert sdep["metadata"]["name"] == profile.pipeline
     (predictor,) = sdep["spec"]["predictors"]
     graph_nodes, node = [], predictor["graph"]
