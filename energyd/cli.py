@@ -87,7 +87,9 @@ def build(config: Config, names: PodResolver | None = None) -> Daemon:
     except (OSError, ValueError) as err:
         raise StartupError(f"--procfs-root {roots.procfs}: cannot read node CPU times: {err}") from err
     if names is None:
-        names = from_environment(config.node_name)
+        # Twice the sampler's grace period: it counts from when the pod's cgroup goes, which the
+        # kubelet may remove a while after the API deleted the pod.
+        names = from_environment(config.node_name, keep_deleted_s=2 * config.grace_period_s)
     try:
         usage = PodUsageReader(roots.cgroup, config.containers, known_containers=_app_containers(names))
         source, passed_over = open_source(config.source, roots, interval_s=config.interval_s)

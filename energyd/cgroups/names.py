@@ -4,13 +4,18 @@ A background thread lists the node's pods once, then watches for changes from th
 resourceVersion; on any error it waits and lists again. Lookups read a dict the thread
 replaces, so they never block on the API. Without API access every lookup answers None and
 pods are exported by uid alone.
+
+A deleted pod (a DELETED event, or gone from a new list) keeps its name for `keep_deleted_s`:
+the sampler keeps exporting its energy for its grace period after the cgroup goes, and that
+series must keep its namespace and name rather than reappear labelled by uid.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,20 +65,36 @@ class KubePodNames:
     """Names of the pods on one node, kept current by list + watch through a CoreV1Api."""
 
     def __init__(
-        self, core_v1: Any, node_name: str, retry_s: float = 5.0, watch_timeout_s: int = 300
+        self,
+        core_v1: Any,
+        node_name: str,
+        retry_s: float = 5.0,
+        watch_timeout_s: int = 300,
+        keep_deleted_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = core_v1
         self._selector = f"spec.nodeName={node_name}"
         self._retry_s = retry_s
         self._watch_timeout_s = watch_timeout_s
-        self._pods: dict[str, PodMeta] = {}
+        self._keep_deleted_s = keep_deleted_s
+        self._clock = clock
+        # uid -> (meta, when the API said it was deleted, None while it exists)
+        self._pods: dict[str, tuple[PodMeta, float | None]] = {}
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pod-names", daemon=True)
         self._thread.start()
 
     def lookup(self, uid: str) -> PodMeta | None:
-        return self._pods.get(uid)
+        entry = self._pods.get(uid)
+        if entry is None:
+            return None
+        meta, deleted_s = entry
+        return meta if deleted_s is None or not self._expired(deleted_s, self._clock()) else None
+
+    def _expired(self, deleted_s: float, now_s: float) -> bool:
+        return now_s - deleted_s >= self._keep_deleted_s
 
     def wait_synced(self, timeout_s: float) -> bool:
         """True once the first list has been loaded."""
@@ -89,7 +110,7 @@ class KubePodNames:
         while not self._stop.is_set():
             try:
                 listed = self._api.list_pod_for_all_namespaces(field_selector=self._selector)
-                self._pods = dict(pod_meta(p) for p in listed.items)
+                self._relisted(dict(pod_meta(p) for p in listed.items))
                 self._synced.set()
                 version = listed.metadata.resource_version
                 while not self._stop.is_set():
@@ -113,15 +134,31 @@ class KubePodNames:
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
             return  # BOOKMARK carries only a resourceVersion
         uid, meta = pod_meta(pod)
-        pods = dict(self._pods)
-        if kind == "DELETED":
-            pods.pop(uid, None)
-        else:
-            pods[uid] = meta
+        now_s = self._clock()
+        pods = self._unexpired(now_s)
+        pods[uid] = (meta, now_s if kind == "DELETED" else None)
         self._pods = pods
 
+    def _relisted(self, listed: dict[str, PodMeta]) -> None:
+        # Pods deleted while no watch ran are missing from the list: they count as deleted now.
+        now_s = self._clock()
+        pods: dict[str, tuple[PodMeta, float | None]] = {
+            uid: (meta, now_s if deleted_s is None else deleted_s)
+            for uid, (meta, deleted_s) in self._unexpired(now_s).items()
+        }
+        pods.update((uid, (meta, None)) for uid, meta in listed.items())
+        self._pods = pods
 
-def from_environment(node_name: str | None) -> PodResolver:
+    def _unexpired(self, now_s: float) -> dict[str, tuple[PodMeta, float | None]]:
+        """A copy of the pods, without the deleted ones kept long enough."""
+        return {
+            uid: entry
+            for uid, entry in self._pods.items()
+            if entry[1] is None or not self._expired(entry[1], now_s)
+        }
+
+
+def from_environment(node_name: str | None, keep_deleted_s: float) -> PodResolver:
     """In-cluster config, else kubeconfig; without either (or NODE_NAME), names by uid only."""
     if not node_name:
         log.info("NODE_NAME is not set: pods are labelled by uid")
@@ -136,4 +173,4 @@ def from_environment(node_name: str | None) -> PodResolver:
         except (config.ConfigException, OSError) as err:
             log.info("no Kubernetes API access (%s): pods are labelled by uid", err)
             return NoNames()
-    return KubePodNames(client.CoreV1Api(), node_name)
+    return KubePodNames(client.CoreV1Api(), node_name, keep_deleted_s=keep_deleted_s)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 
+from adapter.standin.kube import KubeServer, KubeStore
 from energyd.cgroups.names import KubePodNames, NoNames, PodMeta, from_environment
 
 
@@ -117,7 +118,7 @@ def fake_api() -> Iterator[FakePodsApi]:
 
 def test_names_follow_list_and_watch(fake_api: FakePodsApi) -> None:
     api = client.ApiClient(client.Configuration(host=fake_api.url))
-    names = KubePodNames(client.CoreV1Api(api), "node-a", retry_s=0.1)
+    names = KubePodNames(client.CoreV1Api(api), "node-a", retry_s=0.1, keep_deleted_s=0.0)
     try:
         assert names.wait_synced(5)
         deadline = time.monotonic() + 5
@@ -149,7 +150,67 @@ def test_unreachable_api_keeps_answering_none() -> None:
 def test_without_api_access_pods_keep_their_uid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
-    resolver = from_environment("node-a")
+    resolver = from_environment("node-a", keep_deleted_s=600.0)
     assert isinstance(resolver, NoNames)
     assert resolver.lookup("uid-1") is None
-    assert isinstance(from_environment(None), NoNames)
+    assert isinstance(from_environment(None, keep_deleted_s=600.0), NoNames)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def standin_pod(uid: str, name: str, node: str = "node-a") -> dict[str, Any]:
+    return {**pod_json(uid, name, 0), "spec": {"nodeName": node, "containers": []}}
+
+
+def wait_named(names: KubePodNames, uid: str) -> PodMeta:
+    deadline = time.monotonic() + 5
+    while (meta := names.lookup(uid)) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert meta is not None, f"{uid} never named"
+    return meta
+
+
+@pytest.mark.parametrize("how", ["watched", "relisted"])
+def test_a_deleted_pod_keeps_its_name_for_keep_deleted_s(how: str) -> None:
+    # The stand-in Kubernetes endpoints (adapter/standin/kube.py), not a real API server.
+    store = KubeStore()
+    servers = [KubeServer(store)]
+    servers[0].start()
+    api = client.ApiClient(client.Configuration(host=servers[0].url))
+    clock = Clock()
+    store.put_pod(standin_pod("uid-1", "detect-0"))
+    names = KubePodNames(client.CoreV1Api(api), "node-a", retry_s=0.05, keep_deleted_s=600.0, clock=clock)
+    try:
+        assert names.wait_synced(5)
+        assert names.lookup("uid-1") == PodMeta("ml", "detect-0", {})
+        if how == "relisted":  # deleted while the API is unreachable: missing from the next list
+            port = int(servers[0].url.rsplit(":", 1)[1])
+            servers[0].close()
+            time.sleep(1.1)  # its open watch ends within a second (kube.py) without seeing what follows
+            servers.append(KubeServer(store, port=port))
+        store.delete_pod("uid-1")
+        store.put_pod(standin_pod("uid-x", "other", node="node-b"))
+        store.put_pod(standin_pod("uid-2", "detect-1"))
+        clock.now_s += 10.0
+        if how == "relisted":
+            servers[-1].start()
+        wait_named(names, "uid-2")  # so the deletion, before it, has been seen too
+        assert names.lookup("uid-1") == PodMeta("ml", "detect-0", {})
+        clock.now_s += 599.0
+        assert names.lookup("uid-1") == PodMeta("ml", "detect-0", {})
+        clock.now_s += 1.0
+        assert names.lookup("uid-1") is None
+        assert names.lookup("uid-x") is None  # another node's pod
+        store.put_pod(standin_pod("uid-3", "detect-2"))
+        wait_named(names, "uid-3")
+        assert names.lookup("uid-1") is None and names.lookup("uid-2") == PodMeta("ml", "detect-1", {})
+    finally:
+        names.close()
+        api.close()  # type: ignore[no-untyped-call]
+        servers[-1].close()

@@ -87,7 +87,9 @@ def test_energyd_names_pods_through_list_and_watch(
     node = NodeTree(tmp_path, cpus=4)
     cluster = StandinCluster(PROFILE, store, node, StandinMetrics(CollectorRegistry()), "video", "node-a")
     cluster.on_tick(Tick(0.0, 0.5, initial_config(PROFILE), (0.0, 0.0)))
-    names = KubePodNames(client.CoreV1Api(api_client), "node-a", retry_s=0.2, watch_timeout_s=2)
+    names = KubePodNames(
+        client.CoreV1Api(api_client), "node-a", retry_s=0.2, watch_timeout_s=2, keep_deleted_s=0.0
+    )
     try:
         assert names.wait_synced(5.0)
         uids = [p.uid for p in PodUsageReader(node.cgroup_root).read().pods]
