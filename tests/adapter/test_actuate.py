@@ -13,7 +13,7 @@ from adapter.actuate.seldon import SeldonActuator
 from adapter.errors import ActuationError
 from adapter.problem import Decision, StageChoice
 from adapter.standin.kube import KubeStore
-from tests.adapter.fake_kube import RecordingStore, serve_fake_kube
+from tests.kube import RecordingStore, serve_fake_kube
 
 SDEP = KubeStore.object_path("machinelearning.seldon.io", "v1", "prod", "seldondeployments", "video")
 

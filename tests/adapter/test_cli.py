@@ -32,8 +32,8 @@ from adapter.problem import Decision, StageChoice
 from adapter.query import PrometheusQuery
 from adapter.settings import AdapterSettings, default_sla_s
 from adapter.standin.kube import KubeStore
-from tests.adapter.fake_kube import serve_fake_kube
 from tests.adapter.prom_backfill import backfilled_prometheus, request_counter_lines
+from tests.kube import serve_fake_kube
 from tests.prom import free_port
 from tests.sim.profiles import video_profile
 

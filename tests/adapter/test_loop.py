@@ -14,8 +14,8 @@ from adapter.predict import MaxWindowPredictor
 from adapter.problem import Problem
 from adapter.query import PrometheusQuery
 from adapter.solve import get_solver
-from tests.adapter.fake_kube import serve_fake_kube
 from tests.adapter.prom_backfill import backfilled_prometheus, request_counter_lines
+from tests.kube import serve_fake_kube
 from tests.prom import free_port
 from tests.sim.profiles import video_profile
 

@@ -13,6 +13,8 @@ from kubernetes import client
 
 from adapter.standin.kube import KubeServer, KubeStore
 from energyd.cgroups.names import KubePodNames, NoNames, PodMeta, from_environment
+from tests.clock import Clock
+from tests.kube import standin_api
 
 
 def pod_json(uid: str, name: str, container_id: str | None = None, node: str = "node-a") -> dict[str, Any]:
@@ -59,14 +61,8 @@ class WatchedStore(KubeStore):
 @pytest.fixture
 def served() -> Iterator[tuple[WatchedStore, client.ApiClient]]:
     store = WatchedStore()
-    server = KubeServer(store)
-    server.start()
-    api = client.ApiClient(client.Configuration(host=server.url))
-    try:
+    with standin_api(store) as api:
         yield store, api
-    finally:
-        api.close()  # type: ignore[no-untyped-call]
-        server.close()
 
 
 def test_names_follow_list_and_watch(served: tuple[WatchedStore, client.ApiClient]) -> None:
@@ -117,14 +113,6 @@ def test_without_api_access_pods_keep_their_uid(tmp_path: Path, monkeypatch: pyt
     assert isinstance(from_environment(None, keep_deleted_s=600.0), NoNames)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
 def wait_named(names: KubePodNames, uid: str) -> PodMeta:
     deadline = time.monotonic() + 5
     while (meta := names.lookup(uid)) is None and time.monotonic() < deadline:
@@ -140,7 +128,7 @@ def test_a_deleted_pod_keeps_its_name_for_keep_deleted_s(how: str) -> None:
     servers = [KubeServer(store)]
     servers[0].start()
     api = client.ApiClient(client.Configuration(host=servers[0].url))
-    clock = Clock()
+    clock = Clock(1000.0)
     store.put_pod(pod_json("uid-1", "detect-0"))
     names = KubePodNames(client.CoreV1Api(api), "node-a", retry_s=0.05, keep_deleted_s=600.0, clock=clock)
     try:

@@ -11,15 +11,8 @@ from hypothesis import strategies as st
 
 from energyd.sources.base import SourceError
 from energyd.sources.estimate import ZONE, EstimateSource, LinearPowerModel
+from tests.clock import Clock
 from tests.energyd import fixture_trees as ft
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 def test_half_busy_node_for_one_second(tmp_path: Path) -> None:

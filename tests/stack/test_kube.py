@@ -17,11 +17,12 @@ from prometheus_client import CollectorRegistry
 from adapter.actuate.seldon import V1, SeldonActuator
 from adapter.problem import Decision, StageChoice
 from adapter.standin.cluster import StandinCluster, StandinMetrics, config_from_deployment, seldon_deployment
-from adapter.standin.kube import KubeServer, KubeStore
+from adapter.standin.kube import KubeStore
 from adapter.standin.node import NodeTree
 from adapter.standin.pipeline import Tick, initial_config
 from energyd.cgroups import PodUsageReader
 from energyd.cgroups.names import KubePodNames
+from tests.kube import standin_api
 from tests.sim.profiles import video_profile
 
 PROFILE = video_profile(3, (1, 2, 4))
@@ -31,14 +32,8 @@ PROFILE = video_profile(3, (1, 2, 4))
 def served() -> Iterator[tuple[KubeStore, client.ApiClient, list[dict[str, Any]]]]:
     patched: list[dict[str, Any]] = []
     store = KubeStore(lambda _path, obj: patched.append(obj))
-    server = KubeServer(store)
-    server.start()
-    api_client = client.ApiClient(client.Configuration(host=server.url))
-    try:
+    with standin_api(store) as api_client:
         yield store, api_client, patched
-    finally:
-        api_client.close()  # type: ignore[no-untyped-call]
-        server.close()
 
 
 def _decision(*stages: tuple[str, str, int, int]) -> Decision:
@@ -134,11 +129,8 @@ def test_energyd_names_pods_through_list_and_watch(
 
 def test_a_watch_from_a_compacted_version_is_told_to_list_again() -> None:
     store = KubeStore(max_events=3)
-    server = KubeServer(store)
-    server.start()
-    api_client = client.ApiClient(client.Configuration(host=server.url))
-    core = client.CoreV1Api(api_client)
-    try:
+    with standin_api(store) as api_client:
+        core = client.CoreV1Api(api_client)
         listed = core.list_pod_for_all_namespaces()
         for i in range(5):
             store.put_pod(
@@ -162,6 +154,3 @@ def test_a_watch_from_a_compacted_version_is_told_to_list_again() -> None:
             watch.Watch().stream(core.list_pod_for_all_namespaces, resource_version=recent, timeout_seconds=1)
         )
         assert [(e["type"], e["object"].metadata.name) for e in events] == [("DELETED", "p4")]
-    finally:
-        api_client.close()  # type: ignore[no-untyped-call]
-        server.close()

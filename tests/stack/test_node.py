@@ -16,14 +16,7 @@ from energyd.cgroups.names import NoNames
 from energyd.procstat import read_cpu_times, read_proc_stat
 from energyd.sampler import Sampler
 from energyd.sources.estimate import EstimateSource
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
+from tests.clock import Clock
 
 
 def _sampler(tree: NodeTree, clock: Clock) -> Sampler:
@@ -83,7 +76,7 @@ def test_energyd_attributes_the_tree_conserving_energy(
 ) -> None:
     tree = NodeTree(tmp_path_factory.mktemp("node"), cpus=4)
     uids = [tree.add_pod() for _ in range(4)]
-    clock = Clock()
+    clock = Clock(1000.0)
     sampler = _sampler(tree, clock)
     sampler.step(clock.now_s)
     before_j: dict[str, float] = {}

@@ -1,7 +1,7 @@
 """The stand-in Kubernetes endpoints (adapter/standin/kube.py: a STAND-IN, not a real API
-server) as tests see them: the same store and server `make run` uses, with every custom-object
-GET and PATCH recorded, so tests can point the real `kubernetes` client at it and assert the
-exact patch bodies sent."""
+server) as tests see them: the same store and server `make run` uses, served on loopback to a
+real `kubernetes` client; RecordingStore also records every custom-object GET and PATCH, so
+tests can assert the exact patch bodies sent."""
 
 from __future__ import annotations
 
@@ -51,14 +51,21 @@ class RecordingStore(KubeStore):
 
 
 @contextmanager
-def serve_fake_kube() -> Iterator[tuple[RecordingStore, client.CustomObjectsApi]]:
-    """The stand-in on a free loopback port and a real CustomObjectsApi pointed at it."""
-    store = RecordingStore()
+def standin_api(store: KubeStore) -> Iterator[client.ApiClient]:
+    """The stand-in serving `store` on a free loopback port, and a real ApiClient pointed at it."""
     server = KubeServer(store)
     server.start()
     api_client = client.ApiClient(client.Configuration(host=server.url))
     try:
-        yield store, client.CustomObjectsApi(api_client)
+        yield api_client
     finally:
         api_client.close()  # type: ignore[no-untyped-call]
         server.close()
+
+
+@contextmanager
+def serve_fake_kube() -> Iterator[tuple[RecordingStore, client.CustomObjectsApi]]:
+    """A RecordingStore behind the stand-in and a real CustomObjectsApi pointed at it."""
+    store = RecordingStore()
+    with standin_api(store) as api_client:
+        yield store, client.CustomObjectsApi(api_client)
