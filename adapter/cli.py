@@ -27,7 +27,7 @@ from adapter.metrics import AdapterMetrics
 from adapter.predict import PREDICTOR_NAMES, make_predictor
 from adapter.problem import Weights
 from adapter.profiles import Profile, load_profiles
-from adapter.query import PrometheusQuery
+from adapter.query import NODE_TOTAL_MATCHER, PrometheusQuery
 from adapter.settings import TOKEN_ENV, AdapterSettings, default_profiles_dir
 from adapter.solve import SOLVER_NAMES, get_solver
 
@@ -351,8 +351,8 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--energy-matchers",
-        default="",
-        help="extra label matchers on energyd's pod energy, so overlapping zones count once (e.g. 'zone!=\"psys\"')",
+        default=NODE_TOTAL_MATCHER,
+        help="label matchers on energyd's pod energy, so that overlapping zones count once (default: %(default)s)",
     )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(func=run)

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 SELDON_V1_REQUESTS = "seldon_api_executor_server_requests_seconds_count"
 SELDON_V1_LATENCY_BUCKETS = "seldon_api_executor_server_requests_seconds_bucket"
 ENERGYD_POD_ENERGY = "energyd_pod_energy_joules_total"
+# energyd labels the zones whose sum is the node total, without double counting (docs/energyd.md).
+NODE_TOTAL_MATCHER = 'node_total="true"'
 # Seldon v1's executor counts requests in the orchestrator pod; per model pod, MLServer does.
 MLSERVER_POD_REQUESTS = "model_infer_request_success_total"
 
@@ -53,7 +55,7 @@ class PrometheusQuery:
         pipeline_label: str = "deployment_name",
         pod_label: str = "pod",
         pod_regex_template: str = "{pipeline}-.+-{stage}-.+",
-        energy_matchers: str = "",
+        energy_matchers: str = NODE_TOTAL_MATCHER,
         rate_window_s: float = 30.0,
         step_s: float = 10.0,
         client: httpx.Client | None = None,
@@ -71,7 +73,8 @@ class PrometheusQuery:
         self.pipeline_label = pipeline_label
         self.pod_label = pod_label
         self.pod_regex_template = pod_regex_template
-        # e.g. 'zone!="psys"' where energyd's zones overlap: the energy sum must count each joule once.
+        # energyd's zones overlap (core in package, psys around both): the default keeps the zones
+        # that make up the node total, so that the energy sum counts each joule once.
         self.energy_matchers = energy_matchers
         self.rate_window_s = rate_window_s
         self.step_s = step_s

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from adapter.problem import Weights
 from adapter.profiles import Profile
-from adapter.query import SELDON_V1_LATENCY_BUCKETS, SELDON_V1_REQUESTS
+from adapter.query import NODE_TOTAL_MATCHER, SELDON_V1_LATENCY_BUCKETS, SELDON_V1_REQUESTS
 
 TOKEN_ENV = "ADAPTER_API_TOKEN"
 # IPA sets a pipeline's SLA to 25 x the stages' mean batch-1 latency (video: 6.89 s).
@@ -56,7 +56,7 @@ class AdapterSettings:
     latency_bucket_metric: str = SELDON_V1_LATENCY_BUCKETS
     pipeline_label: str = "deployment_name"
     refresh_energy: bool = False
-    energy_matchers: str = ""  # extra label matchers on energyd's series, e.g. 'zone!="psys"'
+    energy_matchers: str = NODE_TOTAL_MATCHER  # label matchers on energyd's series
     api_token: str | None = None  # from ADAPTER_API_TOKEN; None refuses every apply
 
     def sla_for(self, profile: Profile) -> float:

@@ -308,7 +308,7 @@ def _instructions(urls: dict[str, str], pipeline: str, token: str, state_dir: Pa
     prom = urls["Prometheus"]
     adapter = urls["adapter API docs"].removesuffix("/docs")
     queries = [
-        ("watts per simulated pod (estimate)", f'sum by (pod) (rate(energyd_pod_energy_joules_total{{node="{SIMULATED_NODE}"}}[1m]))'),
+        ("watts per simulated pod (estimate)", f'sum by (pod) (rate(energyd_pod_energy_joules_total{{node="{SIMULATED_NODE}", node_total="true"}}[1m]))'),
         ("watts per zone, this machine", 'rate(energyd_node_energy_joules_total{node="this-machine"}[1m])'),
         ("adapter decisions per minute", "sum by (pipeline) (rate(adapter_decisions_total[1m])) * 60"),
         ("replicas in force per stage", "adapter_stage_replicas"),

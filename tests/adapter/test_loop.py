@@ -35,7 +35,7 @@ def _energy_lines() -> list[str]:
     for t in range(0, 601, 5):
         for pod, watts in ((DETECT_POD, 6.0), (CLASSIFY_POD, 2.0)):
             lines.append(
-                f'energyd_pod_energy_joules_total{{pod="{pod}",zone="package"}} {watts * t} {BASE_S + t}'
+                f'energyd_pod_energy_joules_total{{node_total="true",pod="{pod}",zone="package"}} {watts * t} {BASE_S + t}'
             )
             lines.append(f'model_infer_request_success_total{{pod="{pod}"}} {4.0 * t} {BASE_S + t}')
     return lines

@@ -29,10 +29,15 @@ def _pod_lines() -> list[str]:
     for t in range(0, 601, 5):
         ts = BASE_S + t
         for pod, watts, rps in ((POD, 12.0, 8.0), (OTHER_POD, 3.0, 8.0)):
-            for zone, share in (("package", 0.75), ("dram", 0.25)):
+            # core sits inside package, as on RAPL: energyd marks it node_total="false".
+            for zone, share, total in (
+                ("package", 0.75, "true"),
+                ("dram", 0.25, "true"),
+                ("core", 0.5, "false"),
+            ):
                 lines.append(
-                    f'energyd_pod_energy_joules_total{{namespace="default",pod="{pod}",zone="{zone}"}} '
-                    f"{watts * share * t} {ts}"
+                    f'energyd_pod_energy_joules_total{{namespace="default",node_total="{total}",pod="{pod}",'
+                    f'zone="{zone}"}} {watts * share * t} {ts}'
                 )
             lines.append(f'model_infer_request_success_total{{pod="{pod}"}} {rps * t} {ts}')
     return lines
@@ -87,7 +92,9 @@ def test_p99_latency_from_the_histogram(prometheus_url: str, make_query: MakeQue
     assert query.p99_latency_s("nlp", BASE_S + 400) is None
 
 
-def test_energy_per_request_sums_zones_over_the_pods(prometheus_url: str, make_query: MakeQuery) -> None:
+def test_energy_per_request_sums_the_node_total_zones_over_the_pods(
+    prometheus_url: str, make_query: MakeQuery
+) -> None:
     query = make_query(prometheus_url)
     # One pod: 12 W over 8 req/s; both pods: 15 W over 16 req/s.
     assert query.stage_energy_per_request_j("video", "detect", BASE_S + 400) == pytest.approx(12.0 / 8.0)
