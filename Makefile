@@ -24,7 +24,7 @@ prometheus:  ## install Debian's prometheus (server + promtool) when missing
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check energyd adapter tests bench dashboards
 
-typecheck: $(STAMP)  ## mypy --strict on the packages
+typecheck: $(STAMP)  ## mypy --strict on the packages, tests, benchmarks and dashboards
 	$(BIN)/mypy
 
 unit: $(STAMP) prometheus  ## pytest

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapter.actuate import DryRunActuator
+from adapter.actuate.seldon import SeldonActuator
 from adapter.cli import (
     LoopRunner,
     _register_optional,
@@ -216,7 +217,7 @@ def test_apply_wires_the_seldon_actuator_from_kubeconfig(tmp_path: Path) -> None
         finally:
             # load_kube_config sets the process-wide default client configuration: put it back.
             kubernetes.client.Configuration.set_default(default)
-        assert not actuator.dry_run
+        assert isinstance(actuator, SeldonActuator) and not actuator.dry_run
         assert isinstance(build_actuator(AdapterSettings()), DryRunActuator)
         decision = Decision(
             True, 1.0, (StageChoice("detect", "b", 2, 1, 0.1, 0, 1, 2),), 50, 2, 1, 0.1, 1, "x", 0, None

@@ -53,8 +53,8 @@ def test_valid_profile_loads_with_defaults(tmp_path: Path, suffix: str) -> None:
 
 
 def broken(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
-    data = json.loads(json.dumps(VALID))
-    node = data
+    data: dict[str, Any] = json.loads(json.dumps(VALID))
+    node: Any = data
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value

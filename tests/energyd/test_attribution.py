@@ -50,7 +50,8 @@ def test_shares_follow_cpu_time() -> None:
 
 def test_pods_beyond_busy_time_are_scaled_down() -> None:
     # Counters read a few ms apart: pods claim 3 CPU-seconds, the node saw only 2 busy.
-    att = attribute(40.0, shares(4.0, 2.0, {"a": PodCpu(2.0, {}), "b": PodCpu(1.0, {})}))
+    pods: dict[str, PodCpu[str]] = {"a": PodCpu(2.0, {}), "b": PodCpu(1.0, {})}
+    att = attribute(40.0, shares(4.0, 2.0, pods))
     assert math.isclose(att.pods_j["a"], 40.0 * 2 / 3 * 2 / 4)
     assert math.isclose(att.pods_j["b"], 40.0 * 1 / 3 * 2 / 4)
     assert att.system_j == 0.0

@@ -157,5 +157,5 @@ def test_a_deleted_pod_keeps_its_name_for_keep_deleted_s(how: str) -> None:
         assert names.lookup("uid-1") is None and names.lookup("uid-2") == PodMeta("ml", "detect-1", {})
     finally:
         names.close()
-        api.close()  # type: ignore[no-untyped-call]
+        api.close()
         servers[-1].close()

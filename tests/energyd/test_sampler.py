@@ -101,6 +101,7 @@ def test_churn_keeps_pod_counters_monotonic(node: NodeTree) -> None:
     node.cgroups.set_pod(B, 1_000_000)
     snap = sampler.step(1.0)
     a1, b1 = pod_j(snap, A), pod_j(snap, B)
+    assert a1 is not None and b1 is not None
     assert a1 == pytest.approx(10.0) and b1 == pytest.approx(10.0)
     # Pod A's cgroup was recreated (its counter restarted: 0.5 s since), a new container
     # appeared in it, and pod B vanished.

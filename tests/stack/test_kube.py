@@ -139,6 +139,7 @@ def test_a_watch_from_a_compacted_version_is_told_to_list_again() -> None:
                     "spec": {"nodeName": "n", "containers": [{"name": "c"}]},
                 }
             )
+        assert listed.metadata is not None
         old = listed.metadata.resource_version
         with pytest.raises(ApiException) as gone:
             list(
@@ -148,7 +149,9 @@ def test_a_watch_from_a_compacted_version_is_told_to_list_again() -> None:
             )
         assert gone.value.status == 410
         # From a version still kept: the events after it, in order.
-        recent = core.list_pod_for_all_namespaces().metadata.resource_version
+        recent_meta = core.list_pod_for_all_namespaces().metadata
+        assert recent_meta is not None
+        recent = recent_meta.resource_version
         store.delete_pod("uid-4")
         events = list(
             watch.Watch().stream(core.list_pod_for_all_namespaces, resource_version=recent, timeout_seconds=1)
