@@ -181,10 +181,12 @@ def log_line(child: Child, prefix: str) -> Callable[[], str | None]:
     return find
 
 
-def prometheus_config(
-    scrape_interval_s: float, rules: Path, jobs: dict[str, list[tuple[str, dict[str, str]]]]
-) -> str:
-    interval = f"{scrape_interval_s:g}s"
+Jobs = dict[str, list[tuple[str, dict[str, str]]]]  # job -> [(host:port, extra labels)]
+
+
+def prometheus_config(scrape_interval_s: float, rules: Path, jobs: Jobs) -> str:
+    # Whole milliseconds: Prometheus refuses fractional units such as "1.5s".
+    interval = f"{round(scrape_interval_s * 1000)}ms"
     config = {
         "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
         "rule_files": [str(rules)],
@@ -201,6 +203,25 @@ def prometheus_config(
     }
     text: str = yaml.safe_dump(config, sort_keys=False)
     return text
+
+
+def start_prometheus(stack: Stack, prom_dir: Path, config: str, port: int, ready_timeout_s: float) -> str:
+    """Debian's Prometheus with `config`, its data in `prom_dir`; its URL once it is ready."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise StackError(
+            "prometheus is not installed: run scripts/ensure-prometheus.sh (make run and make test do)"
+        )
+    prom_dir.mkdir(parents=True, exist_ok=True)
+    (prom_dir / "prometheus.yml").write_text(config)
+    prom = stack.start(
+        "prometheus",
+        [binary, f"--config.file={prom_dir / 'prometheus.yml'}", f"--storage.tsdb.path={prom_dir / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    stack.wait_for(prom, http_ok(f"{url}/-/ready"), ready_timeout_s)
+    return url
 
 
 def parser() -> argparse.ArgumentParser:
@@ -262,32 +283,19 @@ def _start_all(stack: Stack, args: argparse.Namespace, token: str) -> dict[str, 
     urls["energyd (simulated node)"] = f"http://127.0.0.1:{sim_port}/metrics"
 
     prom_port, adapter_port = port_or_free(9090), port_or_free(8080)
-    prom_dir = state / "prometheus"
-    prom_dir.mkdir()
-    (prom_dir / "prometheus.yml").write_text(
-        prometheus_config(
-            args.scrape_interval,
-            args.rules.resolve(),
-            {
-                "energyd": [
-                    (f"127.0.0.1:{real_port}", {"node": "this-machine"}),
-                    (f"127.0.0.1:{sim_port}", {"node": SIMULATED_NODE}),
-                ],
-                "standin": [(info["metrics"].split("/")[2], {})],
-                "adapter": [(f"127.0.0.1:{adapter_port}", {})],
-            },
-        )
+    config = prometheus_config(
+        args.scrape_interval,
+        args.rules.resolve(),
+        {
+            "energyd": [
+                (f"127.0.0.1:{real_port}", {"node": "this-machine"}),
+                (f"127.0.0.1:{sim_port}", {"node": SIMULATED_NODE}),
+            ],
+            "standin": [(info["metrics"].split("/")[2], {})],
+            "adapter": [(f"127.0.0.1:{adapter_port}", {})],
+        },
     )
-    binary = shutil.which("prometheus")
-    if binary is None:
-        raise StackError("prometheus is not installed: run scripts/ensure-prometheus.sh (make run does)")
-    prom = stack.start(
-        "prometheus",
-        [binary, f"--config.file={prom_dir / 'prometheus.yml'}", f"--storage.tsdb.path={prom_dir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-    )  # fmt: skip
-    prom_url = f"http://127.0.0.1:{prom_port}"
-    stack.wait_for(prom, http_ok(f"{prom_url}/-/ready"), args.ready_timeout)
+    prom_url = start_prometheus(stack, state / "prometheus", config, prom_port, args.ready_timeout)
     urls["Prometheus"] = prom_url
 
     adapter = stack.start(

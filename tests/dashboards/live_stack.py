@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapter.standin.cli import READY_PREFIX
-from adapter.standin.stack import Stack, http_ok, log_line, prometheus_config
+from adapter.standin.stack import Jobs, Stack, http_ok, log_line, prometheus_config, start_prometheus
 from tests.energyd.fixture_trees import write_powercap_zone
 from tests.prom import free_port
 
@@ -98,27 +97,13 @@ def live_stack(state_dir: Path) -> Iterator[LiveStack]:
         )  # fmt: skip
         stack.wait_for(energyd, http_ok(f"http://127.0.0.1:{energyd_port}/metrics"), READY_TIMEOUT_S)
 
-        prom_dir = state_dir / "prometheus"
-        prom_dir.mkdir()
-        config = prom_dir / "prometheus.yml"
-        jobs: dict[str, list[tuple[str, dict[str, str]]]] = {
+        jobs: Jobs = {
             "energyd": [(f"127.0.0.1:{energyd_port}", {})],
             "standin": [(info["metrics"].split("/")[2], {})],
             "adapter": [(f"127.0.0.1:{adapter_port}", {})],
         }
-        config.write_text(prometheus_config(1.0, RULES, jobs))
-        binary = shutil.which("prometheus")
-        if binary is None:
-            raise RuntimeError(
-                "prometheus is not installed: run scripts/ensure-prometheus.sh (make test does)"
-            )
-        prom = stack.start(
-            "prometheus",
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={prom_dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-        )  # fmt: skip
-        prom_url = f"http://127.0.0.1:{prom_port}"
-        stack.wait_for(prom, http_ok(f"{prom_url}/-/ready"), READY_TIMEOUT_S)
+        config = prometheus_config(1.0, RULES, jobs)
+        prom_url = start_prometheus(stack, state_dir / "prometheus", config, prom_port, READY_TIMEOUT_S)
 
         adapter = stack.start(
             "adapter",
