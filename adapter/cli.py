@@ -397,4 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # One line per Prometheus query every interval would drown what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        # The reader went away (`adapter simulate ... | head`): not an error of ours. Point stdout
+        # at /dev/null so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -12,41 +12,79 @@ from pathlib import Path
 
 from adapter.errors import AdapterError
 from adapter.sim.policies import POLICY_NAMES
+from adapter.sim.trace import WORKLOADS
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `simulate` and `evaluate` to the adapter's subcommands."""
     sim = subparsers.add_parser(
-        "simulate", help="replay a trace through a simulated pipeline under one policy"
+        "simulate",
+        help="replay a trace through a simulated pipeline under one policy",
+        description=(
+            "Replay a request trace through a simulated pipeline (one batching queue per stage, the "
+            "profile's latencies and energy) while the adapter's own loop reconfigures it every 10 s "
+            "under one policy. Prints the result as JSON (requests, served, dropped, late, p99 "
+            "latency, PAS, cores, joules; docs/simulator.md)."
+        ),
+        epilog=(
+            "policies: ipa (accuracy vs cores, gamma = 0), energy (with an energy weight), fa2-low / "
+            "fa2-high (variants frozen at the lightest / heaviest), rim-high (heaviest variants, "
+            "replicas pinned), qlearning (tabular epsilon-greedy). Example: adapter simulate --profile "
+            "adapter/data/profiles/video.yaml --workload bursty --policy energy"
+        ),
     )
     sim.add_argument("--profile", type=Path, required=True, help="profile file (YAML or JSON)")
-    sim.add_argument("--trace", type=Path, required=True, help="CSV: requests arriving in each second")
+    trace = sim.add_mutually_exclusive_group(required=True)
+    trace.add_argument(
+        "--trace", type=Path, help="CSV, one integer per line: the requests arriving in that second"
+    )
+    trace.add_argument(
+        "--workload", choices=sorted(WORKLOADS), help="a built-in 20-minute workload shaped like IPA's"
+    )
     sim.add_argument("--policy", choices=POLICY_NAMES, required=True)
-    sim.add_argument("--sla-s", type=float, default=None, help="pipeline SLA (default: from the profile)")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--sla-s",
+        type=float,
+        default=None,
+        help="pipeline SLA in seconds (default: 5 x the sum over stages of the mean batch-1 latency)",
+    )
+    sim.add_argument(
+        "--seed", type=int, default=0, help="spreads each second's arrivals (default: %(default)s)"
+    )
     sim.add_argument("--json", type=Path, default=None, help="write the result here (default: stdout)")
-    sim.add_argument("--solver", default="auto", help="solver behind the optimising policies")
-    sim.add_argument("--switch-delay-s", type=float, default=None, help="reconfiguration delay")
+    sim.add_argument(
+        "--solver", default="auto", help="solver behind the optimising policies (default: %(default)s)"
+    )
+    sim.add_argument("--switch-delay-s", type=float, default=None, help="reconfiguration delay in seconds")
     sim.add_argument("--log", action="store_true", help="include the per-interval decision log")
     sim.set_defaults(func=_simulate)
 
-    ev = subparsers.add_parser("evaluate", help="every workload x policy x seed -> docs/evaluation")
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="every workload x policy x seed -> docs/evaluation",
+        description="Simulate every built-in workload under every policy and seed for each profile; "
+        "write a Markdown report with tables and PNG plots (what make evaluate runs).",
+    )
     ev.add_argument("--profiles", type=Path, nargs="+", required=True, help="profile files")
-    ev.add_argument("--out", type=Path, default=Path("docs/evaluation"))
-    ev.add_argument("--seeds", type=int, default=3)
-    ev.add_argument("--jobs", type=int, default=2)
-    ev.add_argument("--solver", default="auto")
+    ev.add_argument(
+        "--out", type=Path, default=Path("docs/evaluation"), help="report folder (default: %(default)s)"
+    )
+    ev.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: %(default)s)")
+    ev.add_argument("--jobs", type=int, default=2, help="worker processes (default: %(default)s)")
+    ev.add_argument(
+        "--solver", default="auto", help="solver behind the optimising policies (default: %(default)s)"
+    )
     ev.set_defaults(func=_evaluate)
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from adapter.profiles import load_profile
     from adapter.sim.runner import RunSpec, run
-    from adapter.sim.trace import read_trace
+    from adapter.sim.trace import generate, read_trace
 
     try:
         profile = load_profile(args.profile)
-        counts = read_trace(args.trace)
+        counts = read_trace(args.trace) if args.trace is not None else generate(args.workload)
         spec = RunSpec(
             policy=args.policy,
             seed=args.seed,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import yaml
 
 from adapter.cli import main
 from adapter.sim.report import evaluate
-from adapter.sim.trace import write_trace
+from adapter.sim.trace import generate, write_trace
 from tests.sim.profiles import video_profile
 
 TRACE = [3] * 20 + [20] * 20 + [6] * 20
@@ -95,3 +97,36 @@ def test_evaluate_writes_a_report_with_the_headline_and_plots(profile_path: Path
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [p["gamma"] for p in results["video"]["sweep"]] == [0.0, 0.005]
+
+
+def test_simulate_replays_a_built_in_workload(profile_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    argv = ["simulate", "--profile", str(profile_path), "--workload", "steady_low", "--policy", "ipa"]
+    assert main([*argv, "--json", str(out)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["requests"] == sum(generate("steady_low"))
+
+
+def test_simulate_takes_a_trace_or_a_workload_not_both(
+    profile_path: Path, trace_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", "--profile", str(profile_path), "--policy", "ipa"]
+    with pytest.raises(SystemExit) as neither:
+        main(argv)
+    assert neither.value.code == 2
+    with pytest.raises(SystemExit) as both:
+        main([*argv, "--trace", str(trace_path), "--workload", "bursty"])
+    assert both.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_is_not_an_error(profile_path: Path, trace_path: Path) -> None:
+    argv = ["simulate", "--profile", str(profile_path), "--trace", str(trace_path), "--policy", "ipa"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "adapter", *argv, "--log"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # before the result is written, like `| head` that has had enough
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr
