@@ -99,7 +99,7 @@ def build(config: Config, names: PodResolver | None = None) -> Daemon:
     except SourceError as err:
         names.close()
         usage.close()
-        raise StartupError(f"--source {config.source}: {err.reason}") from err
+        raise StartupError(f"--source {config.source}: {err}") from err
     statuses = [SourceStatus(p.source, p.reason, p.source != "estimate", False) for p in passed_over]
     statuses.append(SourceStatus(source.name, "", source.measured, True))
     log.info("energy source: %s%s", source.name, "" if source.measured else " (an estimate, not measured)")

@@ -82,7 +82,9 @@ def test_an_explicit_source_that_fails_is_an_error(
     node: NodeTree, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["run", "--source", "perf", "--port", str(free_port()), *root_flags(node)]) == 2
-    assert "--source perf" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # The reason and what to do about it, as `energyd probe` would say.
+    assert "--source perf" in err and "fix:" in err
 
 
 def test_build_wires_a_working_daemon(node: NodeTree) -> None:
