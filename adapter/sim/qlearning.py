@@ -10,13 +10,17 @@ replicas that carry the rate (a deployable configuration, as a running pipeline 
 
 Replicas range over [replicas_min, the most any option needs for the rate]: more replicas than
 the slowest option needs can only lower the reward, and the bound keeps the table small.
-A Q-table is trained once per distinct problem (the simulator sees few distinct predicted
-rates), with a random stream seeded by (seed, problem), so answers do not depend on call order.
 
-A state is an int (the mixed-radix number of its per-stage indices) and everything a step needs
-is precomputed per stage or cached per state on its first visit (Q-values, next state per
-action, reward), so the hot loop is list indexing and one dict look-up: the same answers, bit
-for bit, as the straightforward version over tuples and Options, in about half the time.
+One Q-table per solver and problem family (profile, SLA, weights, replica bounds, batch sizes),
+kept across problems as an online learner keeps its table from one adaptation interval to the
+next: the first problem trains it from scratch (`episodes`), each later one (a new predicted
+rate) goes on training it (`warm_episodes`, with its own epsilon schedule from epsilon_start)
+against its own rewards. An answer is cached per problem; each problem's random stream is seeded
+by (seed, problem), so answers depend only on the seed and the sequence of distinct problems.
+
+A state is an int (the mixed-radix number of its per-stage indices, the same number for every
+rate of a family), and everything a step needs is precomputed per stage or made once per state
+(next state per action, reward), so the hot loop is list indexing and one dict look-up.
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ from adapter.profiles import Variant
 
 VIOLATION_REWARD = -1000.0
 
-State = tuple[int, ...]  # (variant, batch, replicas) per stage, flattened
+QTable = dict[int, list[float]]  # state -> Q-value per action
 
 
 @dataclass(frozen=True)
 class QLearningSettings:
     episodes: int = 1000
+    warm_episodes: int = 200  # for a problem whose family's table is already trained
     steps_per_episode: int = 100
     alpha_q: float = 0.1
     gamma_q: float = 0.9
@@ -51,24 +56,37 @@ class QLearningSolver:
         self.seed = seed
         self.settings = settings or QLearningSettings()
         self._answers: dict[tuple[object, ...], Decision] = {}
+        self._tables: dict[tuple[object, ...], QTable] = {}
+
+    def states_learned(self, problem: Problem) -> int:
+        """How many states the Q-table of `problem`'s family holds (0: none trained yet)."""
+        return len(self._tables.get(_family(problem), {}))
 
     def solve(self, problem: Problem) -> Decision:
-        key = (
-            id(problem.profile),
-            problem.arrival_rate_rps,
-            problem.sla_s,
-            problem.weights,
-            problem.replicas_min,
-            problem.replicas_max,
-            problem.batch_sizes,
-        )
+        family = _family(problem)
+        key = (*family, problem.arrival_rate_rps)
         if key not in self._answers:
             started = time.perf_counter()
-            chosen = _Learner(problem, random.Random(f"{self.seed}:{key[1:]}"), self.settings).best()
+            q = self._tables.setdefault(family, {})
+            episodes = self.settings.warm_episodes if q else self.settings.episodes
+            rng = random.Random(f"{self.seed}:{(problem.arrival_rate_rps, *family[1:])}")
+            chosen = _Learner(problem, rng, self.settings, q).best(episodes)
             elapsed = time.perf_counter() - started
             binding = _violated(problem, chosen)
             self._answers[key] = Decision.build(problem, chosen, self.name, elapsed, binding)
         return self._answers[key]
+
+
+def _family(problem: Problem) -> tuple[object, ...]:
+    """What problems sharing one Q-table have in common: all but the arrival rate."""
+    return (
+        id(problem.profile),
+        problem.sla_s,
+        problem.weights,
+        problem.replicas_min,
+        problem.replicas_max,
+        problem.batch_sizes,
+    )
 
 
 def _violated(problem: Problem, chosen: list[Option]) -> str | None:
@@ -78,14 +96,13 @@ def _violated(problem: Problem, chosen: list[Option]) -> str | None:
 
 
 class _Learner:
-    """The learner over integer states: a state is the mixed-radix number of its per-stage local
-    indices (variant-batch pair, replicas), so every table below is a plain list or dict of ints
-    and floats, and a step allocates nothing once its states have been seen."""
+    """One problem's training of the family's Q-table `q` (updated in place)."""
 
-    def __init__(self, problem: Problem, rng: random.Random, settings: QLearningSettings) -> None:
+    def __init__(self, problem: Problem, rng: random.Random, settings: QLearningSettings, q: QTable) -> None:
         self.problem = problem
         self.rng = rng
         self.settings = settings
+        self.q = q
         n_stages = len(problem.profile.stages)
         r_min = problem.replicas_min
         # Per stage: the variants and, per variant, its allowed batch sizes.
@@ -109,38 +126,39 @@ class _Learner:
             )
             for s in range(n_stages)
         ]
-        # Per stage, local index = pair * width + (replicas - r_min), where pair numbers the
-        # (variant, batch) pairs variant-major; the state is sum(local_s * stride_s).
+        # A stage's local index is pair * width + (replicas - r_min), pair numbering its (variant,
+        # batch) pairs variant-major; width spans the whole replica range so that a state keeps
+        # its number across rates, though only replicas up to the cap are reachable.
+        self.width = problem.replicas_max - r_min + 1
+        self.pairs: list[list[tuple[int, int]]] = []
         self.first_pair: list[list[int]] = []  # [stage][variant] -> pair of its first batch
-        self.width: list[int] = []
-        self.options: list[list[Option]] = []  # [stage][local]
         # Per stage (stride, locals, next-state deltas per local, value per local, latency per
-        # local with inf where the replicas cannot carry the rate): what a state's table entry
-        # is made from, so that making one creates no Option.
-        self.tables: list[tuple[int, int, list[tuple[int, ...]], list[float], list[float]]] = []
+        # local with inf where the replicas cannot carry the rate): what a state's entry is made
+        # from, so that making one creates no Option. Unreachable locals hold () and inf.
+        self.stages: list[tuple[int, int, list[tuple[int, ...]], list[float], list[float]]] = []
         stride = 1
         for s in range(n_stages):
-            width = self.replicas_cap[s] - r_min + 1
             firsts: list[int] = []
             pairs: list[tuple[int, int]] = []
             for vi, (_, batches) in enumerate(self.variants[s]):
                 firsts.append(len(pairs))
                 pairs += [(vi, bi) for bi in range(len(batches))]
+            self.pairs.append(pairs)
             self.first_pair.append(firsts)
-            self.width.append(width)
-            options = [
-                problem.option(s, self.variants[s][vi][0], self.variants[s][vi][1][bi], r_min + k)
-                for vi, bi in pairs
-                for k in range(width)
-            ]
-            deltas = [
-                tuple((to - local) * stride for to in self._stage_moves(s, vi, bi, k))
-                for local, (vi, bi, k) in enumerate((vi, bi, k) for vi, bi in pairs for k in range(width))
-            ]
-            latencies = [o.total_latency_s if o.feasible_throughput else math.inf for o in options]
-            self.options.append(options)
-            self.tables.append((stride, len(options), deltas, [o.value for o in options], latencies))
-            stride *= len(options)
+            n_locals = len(pairs) * self.width
+            deltas: list[tuple[int, ...]] = [()] * n_locals
+            values = [0.0] * n_locals
+            latencies = [math.inf] * n_locals
+            for k in range(self.replicas_cap[s] - r_min + 1):
+                for p, (vi, bi) in enumerate(pairs):
+                    local = p * self.width + k
+                    o = self.option(s, local)
+                    values[local] = o.value
+                    if o.feasible_throughput:
+                        latencies[local] = o.total_latency_s
+                    deltas[local] = tuple((to - local) * stride for to in self._stage_moves(s, vi, bi, k))
+            self.stages.append((stride, n_locals, deltas, values, latencies))
+            stride *= n_locals
         self.n_actions = 6 * n_stages
         # Optimistic initial values (the discounted return of the best conceivable reward, every
         # stage at its most accurate variant at no cost) make the greedy policy try each action
@@ -148,62 +166,64 @@ class _Learner:
         w = problem.weights
         best_reward = sum(w.alpha * max(v.accuracy for v, _ in stage) / 100.0 for stage in self.variants)
         self.optimistic_q = best_reward / (1.0 - settings.gamma_q)
-        # Per seen state: its Q-values, its next state per action and its reward.
-        self.table: dict[int, tuple[list[float], list[int], float]] = {}
+        # Per state seen by this problem: its Q-values (the family table's list), its next state
+        # per action and its reward.
+        self.entries: dict[int, tuple[list[float], list[int], float]] = {}
         self.start = sum(
-            self.tables[s][0]
-            * (
-                min(self.replicas_cap[s], self._least(self.variants[s][0][0], self.variants[s][0][1][0]))
-                - r_min
-            )
+            self.stages[s][0] * (min(self.replicas_cap[s], self._least(self.variants[s][0])) - r_min)
             for s in range(n_stages)
         )
 
-    def _least(self, variant: Variant, batch: int) -> int:
-        thr = variant.batch(batch).replica_throughput_rps
+    def _least(self, variant_batches: tuple[Variant, list[int]]) -> int:
+        variant, batches = variant_batches
+        thr = variant.batch(batches[0]).replica_throughput_rps
         return least_replicas(self.problem.arrival_rate_rps, thr, self.problem.replicas_min)
+
+    def option(self, stage: int, local: int) -> Option:
+        p, k = divmod(local, self.width)
+        vi, bi = self.pairs[stage][p]
+        variant, batches = self.variants[stage][vi]
+        return self.problem.option(stage, variant, batches[bi], self.problem.replicas_min + k)
 
     def _stage_moves(self, s: int, vi: int, bi: int, k: int) -> tuple[int, ...]:
         """Next local index of stage s per action kind: variant +1/-1, replicas +1/-1, batch
         +1/-1; a move off the edge stays put, a variant switch keeps the batch index if it can."""
-        variants, width, firsts = self.variants[s], self.width[s], self.first_pair[s]
+        variants, firsts = self.variants[s], self.first_pair[s]
+        k_max = self.replicas_cap[s] - self.problem.replicas_min
 
         def local(v: int, b: int, kk: int) -> int:
-            return (firsts[v] + b) * width + kk
+            return (firsts[v] + b) * self.width + kk
 
         result = []
         for step in (1, -1):
             v = min(max(vi + step, 0), len(variants) - 1)
             result.append(local(v, min(bi, len(variants[v][1]) - 1), k))
         for step in (1, -1):
-            result.append(local(vi, bi, min(max(k + step, 0), width - 1)))
+            result.append(local(vi, bi, min(max(k + step, 0), k_max)))
         for step in (1, -1):
             result.append(local(vi, min(max(bi + step, 0), len(variants[vi][1]) - 1), k))
         return tuple(result)
 
     def chosen(self, state: int) -> list[Option]:
-        return [
-            opts[state // stride % n] for opts, (stride, n, *_) in zip(self.options, self.tables, strict=True)
-        ]
+        return [self.option(s, state // stride % n) for s, (stride, n, *_) in enumerate(self.stages)]
 
     def visit(self, state: int) -> tuple[list[float], list[int], float]:
-        """The table entry of a state, made on its first visit."""
-        entry = self.table.get(state)
+        """This problem's entry of a state, made on its first visit."""
+        entry = self.entries.get(state)
         if entry is None:
             nxt: list[int] = []
             # Summed from 0 in stage order, as Problem.is_feasible and Decision.build sum.
             value = latency_s = 0.0
-            for stride, n, deltas, values, latencies in self.tables:
+            for stride, n, deltas, values, latencies in self.stages:
                 local = state // stride % n
                 nxt += [state + d for d in deltas[local]]
                 value += values[local]
                 latency_s += latencies[local]
             feasible = latency_s <= self.problem.sla_s + LATENCY_TOLERANCE_S
-            entry = self.table[state] = (
-                [self.optimistic_q] * self.n_actions,
-                nxt,
-                value if feasible else VIOLATION_REWARD,
-            )
+            q = self.q.get(state)
+            if q is None:
+                q = self.q[state] = [self.optimistic_q] * self.n_actions
+            entry = self.entries[state] = (q, nxt, value if feasible else VIOLATION_REWARD)
         return entry
 
     def random_state(self) -> int:
@@ -212,33 +232,32 @@ class _Learner:
             vi = self.rng.randrange(len(variants))
             k = self.rng.randint(self.problem.replicas_min, self.replicas_cap[s]) - self.problem.replicas_min
             bi = self.rng.randrange(len(variants[vi][1]))
-            state += ((self.first_pair[s][vi] + bi) * self.width[s] + k) * self.tables[s][0]
+            state += ((self.first_pair[s][vi] + bi) * self.width + k) * self.stages[s][0]
         return state
 
-    def train(self) -> None:
+    def train(self, episodes: int) -> None:
         st = self.settings
-        decay = (st.epsilon_end / st.epsilon_start) ** (1.0 / max(1, st.episodes - 1))
+        decay = (st.epsilon_end / st.epsilon_start) ** (1.0 / max(1, episodes - 1))
         epsilon = st.epsilon_start
         # Hot loop: locals instead of attribute look-ups, one dict look-up per step.
-        table, visit, random_ = self.table, self.visit, self.rng.random
+        entries, visit, random_ = self.entries, self.visit, self.rng.random
         randrange, n_actions = self.rng.randrange, self.n_actions
         alpha_q, gamma_q, steps = st.alpha_q, st.gamma_q, st.steps_per_episode
-        for episode in range(st.episodes):
+        for episode in range(episodes):
             # Exploring starts: every other episode from a random state, so that the far corners
             # of a large table are reached at all within the step budget.
             q, moves, _ = visit(self.start if episode % 2 == 0 else self.random_state())
             for _ in range(steps):
                 action = randrange(n_actions) if random_() < epsilon else q.index(max(q))
                 nxt = moves[action]
-                entry = table.get(nxt) or visit(nxt)
-                q_next, moves, reward = entry
+                q_next, moves, reward = entries.get(nxt) or visit(nxt)
                 q[action] += alpha_q * (reward + gamma_q * max(q_next) - q[action])
                 q = q_next
             epsilon *= decay
 
-    def best(self) -> list[Option]:
+    def best(self, episodes: int) -> list[Option]:
         """Train, then follow the greedy policy from the start state; the best state on the way."""
-        self.train()
+        self.train(episodes)
         state = best = self.start
         for _ in range(self.settings.steps_per_episode):
             q, moves, _ = self.visit(state)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from adapter.problem import Problem, Weights
@@ -37,3 +39,36 @@ def test_an_unreachable_rate_is_reported_infeasible() -> None:
     problem = Problem(video_profile(variants_per_stage=2, sizes=(1, 2)), 500.0, 1.5, Weights(), 1, 4)
     decision = QLearningSolver(seed=0).solve(problem)
     assert not decision.feasible and decision.binding == "throughput"
+
+
+# The same family as SMALL at a nearby rate with the same exact optimum.
+NEAR = dataclasses.replace(SMALL, arrival_rate_rps=3.8)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_later_problem_of_the_family_starts_from_the_trained_table(seed: int) -> None:
+    optimum = get_solver("exhaustive").solve(NEAR)
+    solver = QLearningSolver(seed=seed, settings=QLearningSettings(warm_episodes=0))
+    solver.solve(SMALL)
+    learned = solver.states_learned(SMALL)
+    assert learned > 0 and solver.states_learned(NEAR) == learned
+    # No further training: the table trained on SMALL answers NEAR, which an untrained one cannot
+    # (test_without_training_it_does_not_find_the_optimum).
+    carried = solver.solve(NEAR)
+    assert carried.objective >= optimum.objective - 0.05 * abs(optimum.objective)
+    untrained = QLearningSolver(seed=seed, settings=QLearningSettings(episodes=0)).solve(NEAR)
+    assert untrained.objective < optimum.objective - 0.05 * abs(optimum.objective)
+
+
+def test_another_family_trains_its_own_table_and_sequences_are_deterministic() -> None:
+    other_family = dataclasses.replace(NEAR, sla_s=1.4)
+    solver = QLearningSolver(seed=1)
+    answers = [solver.solve(p) for p in (SMALL, NEAR)]
+    assert solver.states_learned(other_family) == 0
+    answers.append(solver.solve(other_family))
+    # Its first problem trains from scratch, as on a fresh solver.
+    assert answers[2] == dataclasses.replace(
+        QLearningSolver(seed=1).solve(other_family), solve_time_s=answers[2].solve_time_s
+    )
+    again = QLearningSolver(seed=1)
+    assert [again.solve(p).stages for p in (SMALL, NEAR, other_family)] == [a.stages for a in answers]
