@@ -3,7 +3,8 @@ workload takes under each policy (goal: < 5 s). Run by `make bench`.
 
 Profile: adapter/data/profiles/video.yaml (the measured one) when present, else a synthetic
 2-stage x 5-variant profile. Q-learning is timed with a fresh learner per run, so its time
-includes training one Q-table per distinct predicted rate.
+includes all its training: the first predicted rate from scratch (1000 episodes), then 200
+episodes per further distinct rate on the same table (QLearningSettings.warm_episodes).
 """
 
 from __future__ import annotations
