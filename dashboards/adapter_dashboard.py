@@ -3,9 +3,9 @@ energy per request per stage and variant, latency against the SLA, and degraded 
 
 from __future__ import annotations
 
-from grafanalib.core import Dashboard, Templating, Time
+from grafanalib.core import Dashboard
 
-from dashboards.panels import datasource_variable, grid, label_variable, stat, state_timeline, timeseries
+from dashboards.panels import dashboard, label_variable, stat, state_timeline, timeseries
 
 UID = "energyd-adapter"
 PIPE = 'pipeline=~"$pipeline"'
@@ -142,19 +142,13 @@ def build() -> Dashboard:
             "s",
         ),
     ]
-    return Dashboard(
-        title="energyd: adapter decisions",
-        uid=UID,
-        tags=["energyd", "adapter", "seldon"],
-        timezone="utc",
-        refresh="30s",
-        time=Time("now-1h", "now"),
-        templating=Templating(
-            list=[
-                datasource_variable(),
-                label_variable("pipeline", "adapter_sla_seconds", "pipeline"),
-                label_variable("zone", "energyd_node_power_watts", "zone"),
-            ]
-        ),
-        panels=grid(panels),
-    ).auto_panel_ids()
+    return dashboard(
+        "energyd: adapter decisions",
+        UID,
+        ["energyd", "adapter", "seldon"],
+        [
+            label_variable("pipeline", "adapter_sla_seconds", "pipeline"),
+            label_variable("zone", "energyd_node_power_watts", "zone"),
+        ],
+        panels,
+    )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from grafanalib.core import Dashboard, Templating, Time
+from grafanalib.core import Dashboard
 
-from dashboards.panels import datasource_variable, grid, label_variable, stat, table, timeseries
+from dashboards.panels import dashboard, label_variable, stat, table, timeseries
 
 UID = "energyd-node-energy"
 NODE_ONLY = 'instance=~"$instance"'
@@ -126,20 +126,14 @@ def build() -> Dashboard:
             "(docs/energyd.md).",
         ),
     ]
-    return Dashboard(
-        title="energyd: node and pod energy",
-        uid=UID,
-        tags=["energyd", "energy"],
-        timezone="utc",
-        refresh="30s",
-        time=Time("now-1h", "now"),
-        templating=Templating(
-            list=[
-                datasource_variable(),
-                label_variable("instance", "energyd_node_power_watts", "instance"),
-                label_variable("zone", "energyd_node_power_watts", "zone"),
-                label_variable("namespace", "energyd_pod_energy_joules_total", "namespace"),
-            ]
-        ),
-        panels=grid(panels),
-    ).auto_panel_ids()
+    return dashboard(
+        "energyd: node and pod energy",
+        UID,
+        ["energyd", "energy"],
+        [
+            label_variable("instance", "energyd_node_power_watts", "instance"),
+            label_variable("zone", "energyd_node_power_watts", "zone"),
+            label_variable("namespace", "energyd_pod_energy_joules_total", "namespace"),
+        ],
+        panels,
+    )

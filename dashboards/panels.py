@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from grafanalib.core import (
+    Dashboard,
     GridPos,
     Stat,
     StateTimeline,
     Table,
     Target,
     Template,
+    Templating,
     Threshold,
+    Time,
     TimeSeries,
 )
 
@@ -125,3 +128,20 @@ def grid(panels: Sequence[Any], columns: int = 2) -> list[Any]:
             h=PANEL_HEIGHT, w=width, x=(i % columns) * width, y=(i // columns) * PANEL_HEIGHT
         )
     return list(panels)
+
+
+def dashboard(
+    title: str, uid: str, tags: Sequence[str], variables: Sequence[Template], panels: Sequence[Any]
+) -> Dashboard:
+    """A dashboard in UTC over the last hour, refreshed every 30 s, with the data source picker
+    first and the panels laid out on the grid."""
+    return Dashboard(
+        title=title,
+        uid=uid,
+        tags=list(tags),
+        timezone="utc",
+        refresh="30s",
+        time=Time("now-1h", "now"),
+        templating=Templating(list=[datasource_variable(), *variables]),
+        panels=grid(panels),
+    ).auto_panel_ids()
