@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Protocol
 
+from adapter import limits
 from adapter.profiles import Profile, Stage, Variant
 
 # Latency sums are compared with this slack so that solvers working in floating point and the
@@ -35,25 +35,41 @@ class Weights:
     def __post_init__(self) -> None:
         for name in ("alpha", "beta", "gamma", "delta"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"weights.{name} must be a finite number >= 0, got {value}")
+            if not math.isfinite(value) or not 0 <= value <= limits.MAX_WEIGHT:
+                raise ValueError(
+                    f"weights.{name} must be a number in [0, {limits.MAX_WEIGHT:g}], got {value}"
+                )
+
+
+# Below 2**52 a float quotient is within one unit of the true one, so one correction step suffices.
+_EXACT_QUOTIENT = float(2**52)
 
 
 def least_replicas(arrival_rate_rps: float, replica_throughput_rps: float, replicas_min: int) -> int:
-    """The least n >= replicas_min with n * throughput >= λ, robust to float rounding."""
+    """The least n >= replicas_min with n * throughput >= λ, robust to float rounding; O(1)."""
     if arrival_rate_rps <= 0:
         return replicas_min
-    n = math.ceil(arrival_rate_rps / replica_throughput_rps)
-    while n > 1 and (n - 1) * replica_throughput_rps >= arrival_rate_rps:
-        n -= 1
-    while n * replica_throughput_rps < arrival_rate_rps:
+    ratio = arrival_rate_rps / replica_throughput_rps
+    if not ratio <= _EXACT_QUOTIENT:  # also NaN and inf
+        raise ValueError(
+            f"arrival_rate_rps / throughput_rps = {ratio:.3g} replicas is past any limit "
+            f"(arrival rate <= {limits.MAX_ARRIVAL_RATE_RPS:g}, throughput >= {limits.MIN_THROUGHPUT_RPS:g})"
+        )
+    n = max(1, math.ceil(ratio))
+    # The products below are the very ones the throughput constraint evaluates.
+    if n * replica_throughput_rps < arrival_rate_rps:
         n += 1
+    elif n > 1 and (n - 1) * replica_throughput_rps >= arrival_rate_rps:
+        n -= 1
     return max(n, replicas_min)
 
 
 def queue_delay_s(batch: int, arrival_rate_rps: float) -> float:
-    """Time to fill a batch in the stage's one queue: q(b) = (b - 1) / λ, 0 when λ = 0."""
-    return (batch - 1) / arrival_rate_rps if arrival_rate_rps > 0 else 0.0
+    """Time to fill a batch in the stage's one queue: q(b) = (b - 1) / λ, 0 when λ = 0. Rates
+    below MIN_ARRIVAL_RATE_RPS count as that rate, so that q stays finite (~4e9 s at most)."""
+    if arrival_rate_rps <= 0:
+        return 0.0
+    return (batch - 1) / max(arrival_rate_rps, limits.MIN_ARRIVAL_RATE_RPS)
 
 
 @dataclass(frozen=True)
@@ -85,23 +101,39 @@ class Problem:
     replicas_min: int = 1
     replicas_max: int = 32
     batch_sizes: tuple[int, ...] | None = None  # None: every measured size
+    # Every option, built once in __post_init__: solvers, infeasibility() and the API all ask
+    # for them, and the problem is immutable. (Not a functools.cached_property: under Python
+    # 3.11 its lock is shared by every instance, so one slow problem would stall all others.)
+    _options: tuple[tuple[Option, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.arrival_rate_rps) or self.arrival_rate_rps < 0:
-            raise ValueError(f"arrival_rate_rps must be a finite number >= 0, got {self.arrival_rate_rps}")
-        if not math.isfinite(self.sla_s) or self.sla_s <= 0:
-            raise ValueError(f"sla_s must be a finite number > 0, got {self.sla_s}")
-        if self.replicas_min < 1 or self.replicas_max < self.replicas_min:
+        if not 0 <= self.arrival_rate_rps <= limits.MAX_ARRIVAL_RATE_RPS:  # also NaN
             raise ValueError(
-                f"replicas_min must be >= 1 and <= replicas_max, got {self.replicas_min}..{self.replicas_max}"
+                f"arrival_rate_rps must be a number in [0, {limits.MAX_ARRIVAL_RATE_RPS:g}], "
+                f"got {self.arrival_rate_rps}"
             )
-        if self.batch_sizes is not None and (not self.batch_sizes or min(self.batch_sizes) < 1):
-            raise ValueError(f"batch_sizes must be a non-empty list of sizes >= 1, got {self.batch_sizes}")
+        if not 0 < self.sla_s <= limits.MAX_SLA_S:
+            raise ValueError(f"sla_s must be a number in (0, {limits.MAX_SLA_S:g}], got {self.sla_s}")
+        if not 1 <= self.replicas_min <= self.replicas_max <= limits.MAX_REPLICAS:
+            raise ValueError(
+                f"replicas_min must be >= 1 and <= replicas_max <= {limits.MAX_REPLICAS}, "
+                f"got {self.replicas_min}..{self.replicas_max}"
+            )
+        if self.batch_sizes is not None and (
+            not 0 < len(self.batch_sizes) <= limits.MAX_BATCH_SIZES
+            or not 1 <= min(self.batch_sizes) <= max(self.batch_sizes) <= limits.MAX_BATCH_SIZE
+        ):
+            raise ValueError(
+                f"batch_sizes must be 1 to {limits.MAX_BATCH_SIZES} sizes in [1, {limits.MAX_BATCH_SIZE}], "
+                f"got {limits.quoted(list(self.batch_sizes))}"
+            )
         for stage in self.profile.stages:
             if not self._batches(stage, stage.variants):
                 raise ValueError(
-                    f"batch_sizes {list(self.batch_sizes or ())} leave stage {stage.name!r} with no measured size"
+                    f"batch_sizes {limits.quoted(list(self.batch_sizes or ()))} leave stage "
+                    f"{stage.name!r} with no measured size"
                 )
+        object.__setattr__(self, "_options", self._least_options(self.arrival_rate_rps))
 
     def _batches(self, stage: Stage, variants: Sequence[Variant]) -> list[tuple[Variant, int]]:
         allowed = set(self.batch_sizes) if self.batch_sizes is not None else None
@@ -145,16 +177,14 @@ class Problem:
         s = self.profile.stages[stage]
         return self._batches(s, s.variants)
 
-    @cached_property
-    def _options(self) -> tuple[tuple[Option, ...], ...]:
-        # Solvers, infeasibility() and the API all ask for the same options; the problem is
-        # immutable, so they are built once (cached_property writes past the frozen __setattr__).
+    def _least_options(self, carried_rps: float) -> tuple[tuple[Option, ...], ...]:
+        """Per stage, each allowed (variant, batch) with the least replicas carrying `carried_rps`."""
         result = []
         for stage in range(len(self.profile.stages)):
             row = []
             for variant, batch in self.stage_choices(stage):
                 thr = variant.batch(batch).replica_throughput_rps
-                n = least_replicas(self.arrival_rate_rps, thr, self.replicas_min)
+                n = least_replicas(carried_rps, thr, self.replicas_min)
                 row.append(self.option(stage, variant, batch, n))
             result.append(tuple(row))
         return tuple(result)
@@ -164,20 +194,36 @@ class Problem:
         whose least replicas exceed replicas_max (feasible_throughput False)."""
         return list(self._options[stage])
 
+    def max_throughput_rps(self) -> float:
+        """The most requests per second any configuration carries: its slowest stage at
+        replicas_max of that stage's fastest (variant, batch)."""
+        return min(
+            max(self.replicas_max * v.batch(b).replica_throughput_rps for v, b in self.stage_choices(s))
+            for s in range(len(self.profile.stages))
+        )
+
+    def carried_rps(self, chosen: Sequence[Option]) -> float:
+        """The part of the arrival rate a configuration carries: λ, or its slowest stage's capacity."""
+        return min(
+            self.arrival_rate_rps,
+            *(o.replicas * o.variant.batch(o.batch).replica_throughput_rps for o in chosen),
+        )
+
     def best_effort(self) -> list[Option]:
-        """Per stage, the most throughput the profiles allow (replicas_max of the option with the
-        highest replica throughput; ties to the lower latency): what an infeasible answer holds."""
-        chosen = []
-        for stage in range(len(self.profile.stages)):
-            variant, batch = max(
-                self.stage_choices(stage),
-                key=lambda vb: (
-                    vb[0].batch(vb[1]).replica_throughput_rps,
-                    -vb[0].batch(vb[1]).latency_s,
-                ),
+        """What an infeasible answer holds (shared/interfaces.md): the configuration carrying the
+        most of the load that can be carried (all of it when only the SLA binds), with the least
+        end-to-end latency, ties to the best objective. Latency and objective are sums over
+        stages, so each stage takes its own least (latency, -value) among the (variant, batch)
+        that carry that load within replicas_max, at the least replicas that do."""
+        target_rps = min(self.arrival_rate_rps, self.max_throughput_rps())
+        per_stage = self._options if target_rps == self.arrival_rate_rps else self._least_options(target_rps)
+        return [
+            min(
+                (o for o in options if o.replicas <= self.replicas_max),
+                key=lambda o: (o.total_latency_s, -o.value),
             )
-            chosen.append(self.option(stage, variant, batch, self.replicas_max))
-        return chosen
+            for options in per_stage
+        ]
 
     def infeasibility(self) -> str | None:
         """Which constraint makes the problem infeasible ("throughput" first), or None."""

@@ -4,6 +4,7 @@ measured batch points. Validated with pydantic; a bad file is refused naming fil
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from adapter import limits
 from adapter.errors import ProfileError
 
 PROFILE_SUFFIXES = (".yaml", ".yml", ".json")
+# IPA's SLA rule (reconfigurable-ml-pipeline/ipa, optimizer/models.py, Task.sla and Pipeline.sla):
+# per variant, its smallest batch's latency x `sla_factor` (5 in every experiment config of the
+# paper, data/configs/final/*.yaml); per stage, the mean over variants x 5; summed over stages.
+IPA_SLA_FACTOR = 25.0
 
 
 class BatchPoint(BaseModel):
@@ -21,10 +27,22 @@ class BatchPoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    size: int = Field(ge=1)
-    latency_s: float = Field(gt=0)
-    throughput_rps: float | None = Field(default=None, gt=0)
-    energy_per_request_j: float = Field(ge=0)
+    size: int = Field(ge=1, le=limits.MAX_BATCH_SIZE)
+    latency_s: float = Field(gt=0, le=limits.MAX_LATENCY_S)
+    throughput_rps: float | None = Field(
+        default=None, ge=limits.MIN_THROUGHPUT_RPS, le=limits.MAX_THROUGHPUT_RPS
+    )
+    energy_per_request_j: float = Field(ge=0, le=limits.MAX_ENERGY_PER_REQUEST_J)
+
+    @model_validator(mode="after")
+    def _throughput_bounded(self) -> BatchPoint:
+        # Absent, throughput is size / latency_s: bound that too, or replica counts overflow.
+        if not limits.MIN_THROUGHPUT_RPS <= self.replica_throughput_rps <= limits.MAX_THROUGHPUT_RPS:
+            raise ValueError(
+                f"size / latency_s = {self.replica_throughput_rps:.3g} req/s is outside "
+                f"[{limits.MIN_THROUGHPUT_RPS:g}, {limits.MAX_THROUGHPUT_RPS:g}]: state throughput_rps"
+            )
+        return self
 
     @property
     def replica_throughput_rps(self) -> float:
@@ -35,12 +53,12 @@ class BatchPoint(BaseModel):
 class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=limits.MAX_NAME_CHARS)
     accuracy: float = Field(gt=0, le=100)
     accuracy_source: str | None = None
-    cores: float = Field(gt=0)
-    idle_power_w: float = Field(ge=0)
-    batches: tuple[BatchPoint, ...] = Field(min_length=1)
+    cores: float = Field(gt=0, le=limits.MAX_CORES)
+    idle_power_w: float = Field(ge=0, le=limits.MAX_IDLE_POWER_W)
+    batches: tuple[BatchPoint, ...] = Field(min_length=1, max_length=limits.MAX_BATCHES)
 
     @model_validator(mode="after")
     def _sizes_unique_and_sorted(self) -> Variant:
@@ -61,8 +79,8 @@ class Variant(BaseModel):
 class Stage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: str = Field(min_length=1)
-    variants: tuple[Variant, ...] = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=limits.MAX_NAME_CHARS)
+    variants: tuple[Variant, ...] = Field(min_length=1, max_length=limits.MAX_VARIANTS)
 
     @model_validator(mode="after")
     def _names_unique(self) -> Stage:
@@ -83,22 +101,42 @@ class Profile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    pipeline: str = Field(min_length=1)
+    pipeline: str = Field(min_length=1, max_length=limits.MAX_NAME_CHARS)
     measured_on: str | None = None
-    stages: tuple[Stage, ...] = Field(min_length=1)
+    # The pipeline's end-to-end SLA; absent: IPA's rule (default_sla_s).
+    sla_s: float | None = Field(default=None, gt=0, le=limits.MAX_SLA_S)
+    stages: tuple[Stage, ...] = Field(min_length=1, max_length=limits.MAX_STAGES)
 
     @model_validator(mode="after")
     def _stage_names_unique(self) -> Profile:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
+        points = sum(len(v.batches) for s in self.stages for v in s.variants)
+        if points > limits.MAX_PROFILE_POINTS:
+            raise ValueError(
+                f"{points} measured points (stages x variants x batches) exceed {limits.MAX_PROFILE_POINTS}"
+            )
         return self
+
+
+def default_sla_s(profile: Profile) -> float:
+    """The pipeline's SLA when no one states one: the profile's `sla_s`, else IPA's rule, 25 x
+    the sum over stages of the mean over variants of the smallest batch's latency. The one rule
+    of `adapter run`, `simulate`, `evaluate`, `decide` and `make run`."""
+    if profile.sla_s is not None:
+        return profile.sla_s
+    return IPA_SLA_FACTOR * sum(
+        statistics.fmean(v.batches[0].latency_s for v in stage.variants) for stage in profile.stages
+    )
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        # An unknown key is part of the path: quote at most a prefix of a hostile one.
+        name = str(part)[: limits.MAX_QUOTED_CHARS]
+        path += f"[{part}]" if isinstance(part, int) else (f".{name}" if path else name)
     return path or "(top level)"
 
 

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapter.problem import Weights
-from adapter.profiles import Profile
+from adapter.profiles import Profile, default_sla_s
 from adapter.query import NODE_TOTAL_MATCHER, SELDON_V1_LATENCY_BUCKETS, SELDON_V1_REQUESTS
 
 TOKEN_ENV = "ADAPTER_API_TOKEN"
-# IPA sets a pipeline's SLA to 25 x the stages' mean batch-1 latency (video: 6.89 s).
-IPA_SLA_FACTOR = 25.0
 
 
 def default_profiles_dir() -> Path:
     """The profiles shipped inside the package (adapter/data/profiles)."""
     return Path(__file__).resolve().parent / "data" / "profiles"
-
-
-def default_sla_s(profile: Profile) -> float:
-    """IPA's rule: the sum over stages of 25 x the mean over variants of the smallest batch's latency."""
-    return IPA_SLA_FACTOR * sum(
-        statistics.fmean(v.batches[0].latency_s for v in stage.variants) for stage in profile.stages
-    )
 
 
 @dataclass(frozen=True)
@@ -36,7 +26,7 @@ class AdapterSettings:
     prometheus_url: str | None = "http://127.0.0.1:9090"
     interval_s: float = 10.0
     pipelines: tuple[str, ...] = ()  # () = every loaded profile
-    sla_s: float | None = None  # None = default_sla_s per pipeline
+    sla_s: float | None = None  # None: adapter.profiles.default_sla_s per pipeline
     weights: Weights = field(default_factory=Weights)
     replicas_min: int = 1
     replicas_max: int = 32

@@ -16,16 +16,13 @@ import numpy as np
 from adapter.loop import AdaptLoop, LoopSettings, StepResult
 from adapter.predict import MaxWindowPredictor
 from adapter.problem import Solver
-from adapter.profiles import Profile
+from adapter.profiles import Profile, default_sla_s
 from adapter.sim.cluster import ClusterSettings, SimCluster
 from adapter.sim.policies import make_policy
 from adapter.sim.trace import arrival_times_s
 
 logger = logging.getLogger(__name__)
 
-# IPA's sla_factor: the pipeline SLA is this many times the sum over stages of the stage's mean
-# (over variants) latency at its smallest batch.
-SLA_FACTOR = 5.0
 INTERVAL_S = 10.0
 HISTORY_WINDOW_S = 120.0
 
@@ -39,12 +36,6 @@ class RunSpec:
     switch_delay_s: float | None = None  # None: ClusterSettings' default
     gamma: float | None = None  # the energy policy's weight; None: policies.ENERGY_GAMMA
     interval_s: float = INTERVAL_S
-
-
-def default_sla_s(profile: Profile) -> float:
-    return SLA_FACTOR * sum(
-        float(np.mean([v.batches[0].latency_s for v in stage.variants])) for stage in profile.stages
-    )
 
 
 def run(

@@ -1,5 +1,6 @@
-"""What every backend shares: the throughput-feasible options it chooses from, and the signal
-that a backend cannot run here (not installed, or its licence refuses the model)."""
+"""What every backend shares: the throughput-feasible options it chooses from, its time limit,
+and the signal that a backend cannot run here (not installed, its licence refuses the model, or
+it ran out of time)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from adapter.errors import AdapterError
+from adapter.limits import SOLVE_TIME_LIMIT_S
 from adapter.problem import Decision, Option, Problem
 
 
@@ -17,6 +19,15 @@ class SolverUnavailable(AdapterError):
         super().__init__(f"solver {solver!r} is unavailable: {reason}")
         self.solver = solver
         self.reason = reason
+
+
+class SolverTimeout(SolverUnavailable):
+    """A solve ran past its time limit. `auto` passes the problem on to its next backend; a
+    named solver's caller gets this (HTTP 503)."""
+
+    def __init__(self, solver: str, time_limit_s: float) -> None:
+        super().__init__(solver, f"no answer within its time limit of {time_limit_s:g} s")
+        self.time_limit_s = time_limit_s
 
 
 def candidate_options(problem: Problem) -> list[list[Option]] | None:
@@ -65,8 +76,13 @@ class OptionSolver:
 
     name = "option-solver"
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.perf_counter, time_limit_s: float = SOLVE_TIME_LIMIT_S
+    ) -> None:
+        if not time_limit_s > 0:
+            raise ValueError(f"time_limit_s must be > 0, got {time_limit_s}")
         self._clock = clock
+        self.time_limit_s = time_limit_s
 
     def solve(self, problem: Problem) -> Decision:
         started = self._clock()
@@ -81,5 +97,6 @@ class OptionSolver:
         return problem.decision(chosen, self.name, elapsed)
 
     def choose(self, problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
-        """One option per stage maximising the value within the SLA, or None when none fits."""
+        """One option per stage maximising the value within the SLA, or None when none fits.
+        Raises SolverTimeout past `time_limit_s`."""
         raise NotImplementedError

@@ -17,8 +17,9 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from adapter.limits import SOLVE_TIME_LIMIT_S
 from adapter.problem import LATENCY_TOLERANCE_S, Option, Problem
-from adapter.solve.common import OptionSolver, SolverUnavailable
+from adapter.solve.common import OptionSolver, SolverTimeout, SolverUnavailable
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -37,13 +38,22 @@ class FrontierSolver(OptionSolver):
     name = "frontier"
 
     def __init__(
-        self, max_frontier: int = MAX_FRONTIER, clock: Callable[[], float] = time.perf_counter
+        self,
+        max_frontier: int = MAX_FRONTIER,
+        clock: Callable[[], float] = time.perf_counter,
+        time_limit_s: float = SOLVE_TIME_LIMIT_S,
     ) -> None:
-        super().__init__(clock)
+        super().__init__(clock, time_limit_s)
         self.max_frontier = max_frontier
 
     def choose(self, problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
-        return _merge(per_stage, problem.sla_s + LATENCY_TOLERANCE_S, self.max_frontier)
+        deadline_s = self._clock() + self.time_limit_s
+
+        def check_time() -> None:
+            if self._clock() > deadline_s:
+                raise SolverTimeout(self.name, self.time_limit_s)
+
+        return _merge(per_stage, problem.sla_s + LATENCY_TOLERANCE_S, self.max_frontier, check_time)
 
 
 def _pareto(latency: FloatArray, value: FloatArray, idx: IntArray) -> IntArray:
@@ -59,7 +69,9 @@ def _pareto(latency: FloatArray, value: FloatArray, idx: IntArray) -> IntArray:
     return kept
 
 
-def _merge(per_stage: list[list[Option]], limit_s: float, max_frontier: int) -> list[Option] | None:
+def _merge(
+    per_stage: list[list[Option]], limit_s: float, max_frontier: int, check_time: Callable[[], None]
+) -> list[Option] | None:
     # Options dominated within their own stage can never be part of an optimum either.
     stage_options: list[list[Option]] = []
     for options in per_stage:
@@ -78,6 +90,7 @@ def _merge(per_stage: list[list[Option]], limit_s: float, max_frontier: int) -> 
     parents: list[IntArray] = []
     picks: list[IntArray] = []
     for s, (lat, val) in enumerate(zip(stage_latency, stage_value, strict=True)):
+        check_time()
         cand_latency = (latency[:, None] + lat[None, :]).ravel()
         cand_value = (value[:, None] + val[None, :]).ravel()
         bound = limit_s - rest_min[s] + _PRUNE_SLACK * max(1.0, abs(limit_s))

@@ -11,6 +11,7 @@ import numpy as np
 from adapter.problem import Option, Problem
 from adapter.solve.common import (
     OptionSolver,
+    SolverTimeout,
     SolverUnavailable,
     picked_options,
     scaled_costs,
@@ -50,10 +51,10 @@ class GurobiSolver(OptionSolver):
     name = "gurobi"
 
     def choose(self, problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
-        return _solve_milp(problem, per_stage)
+        return _solve_milp(problem, per_stage, self.time_limit_s)
 
 
-def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
+def _solve_milp(problem: Problem, per_stage: list[list[Option]], time_limit_s: float) -> list[Option] | None:
     env, reason = _environment()
     if env is None:
         raise SolverUnavailable("gurobi", reason or "unknown")
@@ -69,6 +70,7 @@ def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option]
             ("IntFeasTol", _TOLERANCE),
             ("OptimalityTol", _TOLERANCE),
             ("Threads", 1),
+            ("TimeLimit", time_limit_s),
         ):
             model.setParam(param, value)
         x = model.addMVar(len(flat), vtype=GRB.BINARY)
@@ -86,6 +88,8 @@ def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option]
             raise
         if model.Status in (GRB.INFEASIBLE, GRB.INF_OR_UNBD):
             return None
+        if model.Status == GRB.TIME_LIMIT:
+            raise SolverTimeout("gurobi", time_limit_s)
         if model.Status != GRB.OPTIMAL:
             raise RuntimeError(f"Gurobi ended with status {model.Status}")
         values = np.asarray(x.X, dtype=float)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from adapter.problem import Option, Problem
 from adapter.solve.common import (
     OptionSolver,
+    SolverTimeout,
     SolverUnavailable,
     picked_options,
     scaled_costs,
@@ -23,10 +24,10 @@ class HighsSolver(OptionSolver):
     name = "highs"
 
     def choose(self, problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
-        return _solve_milp(problem, per_stage)
+        return _solve_milp(problem, per_stage, self.time_limit_s)
 
 
-def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option] | None:
+def _solve_milp(problem: Problem, per_stage: list[list[Option]], time_limit_s: float) -> list[Option] | None:
     try:
         import highspy
         from highspy import _core
@@ -71,6 +72,7 @@ def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option]
         # Models of a few hundred binaries cost more to spread over threads than they gain:
         # one thread halved the median solve time (bench/bench_solvers.py).
         ("threads", 1),
+        ("time_limit", time_limit_s),
     ):
         h.setOptionValue(option, value)
     h.passModel(lp)
@@ -78,6 +80,8 @@ def _solve_milp(problem: Problem, per_stage: list[list[Option]]) -> list[Option]
     status = h.getModelStatus()
     if status == highspy.HighsModelStatus.kInfeasible:
         return None
+    if status == highspy.HighsModelStatus.kTimeLimit:
+        raise SolverTimeout("highs", time_limit_s)
     if status != highspy.HighsModelStatus.kOptimal:
         raise RuntimeError(f"HiGHS ended with {h.modelStatusToString(status)}")
     x = h.getSolution().col_value

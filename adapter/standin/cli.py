@@ -21,8 +21,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from adapter.errors import AdapterError
-from adapter.profiles import load_profiles
-from adapter.settings import default_profiles_dir, default_sla_s
+from adapter.profiles import default_sla_s, load_profiles
+from adapter.settings import default_profiles_dir
 from adapter.sim.cluster import ClusterSettings
 from adapter.sim.trace import WORKLOADS, TraceError, generate, read_trace
 from adapter.standin.cluster import StandinCluster, StandinMetrics

@@ -62,17 +62,33 @@ def test_options_carry_the_formulation_terms(problem: Problem) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(problem=problems())
-def test_infeasible_decision_holds_best_effort(problem: Problem) -> None:
+def test_best_effort_carries_the_most_load_then_the_least_latency(problem: Problem) -> None:
+    chosen = problem.best_effort()
+    target_rps = min(problem.arrival_rate_rps, problem.max_throughput_rps())
+    assert problem.carried_rps(chosen) == target_rps
+    for s, option in enumerate(chosen):
+        assert problem.replicas_min <= option.replicas <= problem.replicas_max
+        for variant, batch in problem.stage_choices(s):
+            thr = variant.batch(batch).replica_throughput_rps
+            if problem.replicas_max * thr < target_rps:
+                continue  # cannot carry that much
+            other = problem.option(s, variant, batch, least_replicas(target_rps, thr, problem.replicas_min))
+            assert (option.total_latency_s, -option.value) <= (other.total_latency_s, -other.value)
     decision = problem.infeasible_decision("test", 0.0, binding="throughput")
     assert not decision.feasible and decision.binding == "throughput"
-    for s, (choice, stage) in enumerate(zip(decision.stages, problem.profile.stages, strict=True)):
-        assert choice.replicas == problem.replicas_max
-        most = max(v.batch(b).replica_throughput_rps for v, b in problem.stage_choices(s))
-        assert stage.variant(choice.variant).batch(choice.batch).replica_throughput_rps == most
     pas = 100.0
     for choice, stage in zip(decision.stages, problem.profile.stages, strict=True):
         pas *= stage.variant(choice.variant).accuracy / 100
     assert decision.pas == pytest.approx(pas)
+
+
+def test_least_replicas_is_constant_time_and_bounded() -> None:
+    # Counting down from ~1e29 one by one hung the adapter (issue 10); now it is one division.
+    assert least_replicas(1e6, 1e-6, 1) == 10**12
+    with pytest.raises(ValueError, match="past any limit"):
+        least_replicas(1e30, 1.0, 1)
+    with pytest.raises(ValueError, match="past any limit"):
+        least_replicas(1.0, 5e-324, 1)
 
 
 def test_pas_and_decision_json() -> None:
@@ -104,6 +120,13 @@ def test_options_are_built_once() -> None:
     assert all(a is b for a, b in zip(problem.options(1), problem.options(1), strict=True))
 
 
+def test_problems_share_no_lock() -> None:
+    # functools.cached_property (Python 3.11) holds one lock per class: one slow problem stalled
+    # every other. Options are built when the problem is, outside any shared lock.
+    assert not any(type(v).__name__ == "cached_property" for v in vars(Problem).values())
+    assert "_options" in vars(Problem(synthetic_profile(2, 2, 3), 5.0, 1.0))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -114,6 +137,11 @@ def test_options_are_built_once() -> None:
         ({"replicas_min": 5, "replicas_max": 4}, "replicas_min"),
         ({"batch_sizes": ()}, "batch_sizes"),
         ({"batch_sizes": (3,)}, "leave stage 'stage0' with no measured size"),
+        ({"arrival_rate_rps": 1e30}, "arrival_rate_rps"),
+        ({"sla_s": 1e9}, "sla_s"),
+        ({"replicas_max": 10**6}, "replicas_max"),
+        ({"batch_sizes": (1, 10**6)}, "batch_sizes"),
+        ({"batch_sizes": tuple(range(1, 100))}, "batch_sizes"),
     ],
 )
 def test_problem_validation(kwargs: dict[str, object], message: str) -> None:
@@ -127,3 +155,9 @@ def test_weights_must_be_finite_and_non_negative() -> None:
         Weights(beta=-0.1)
     with pytest.raises(ValueError, match=r"weights\.gamma"):
         Weights(gamma=math.inf)
+    with pytest.raises(ValueError, match=r"weights\.alpha"):
+        Weights(alpha=1e308)
+
+
+def test_tiny_rates_keep_the_queue_delay_finite() -> None:
+    assert math.isfinite(queue_delay_s(4096, 5e-324))

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from adapter.problem import Decision, Option, Problem, Weights
 from adapter.profiles import Profile, parse_profile
 from adapter.solve import AutoSolver, SolverUnavailable, available_solvers, get_solver
+from adapter.solve.common import SolverTimeout
 from adapter.solve.exhaustive import ExhaustiveSolver, InstanceTooLarge
 from adapter.solve.frontier import FrontierSolver
 from adapter.solve.gurobi import GurobiSolver
@@ -52,8 +53,9 @@ def test_solver_agrees_with_the_oracle(name: str, problem: Problem) -> None:
         assert decision.binding is None
     else:
         assert decision.binding == expected.binding == problem.infeasibility()
+        # The oracle finds its best effort walking every replica count.
         assert decision.stages == expected.stages
-        assert [o.replicas for o in options] == [problem.replicas_max] * len(options)
+        assert problem.carried_rps(options) == min(problem.arrival_rate_rps, problem.max_throughput_rps())
 
 
 @settings(max_examples=60, deadline=None)
@@ -195,3 +197,68 @@ def test_auto_falls_through_gurobi_size_limited_licence_to_highs() -> None:
 def test_oracle_refuses_large_instances() -> None:
     with pytest.raises(InstanceTooLarge, match="exceed the exhaustive limit"):
         ExhaustiveSolver(max_combinations=1000).solve(Problem(synthetic_profile(1, 3, 5), 10.0, 5.0))
+
+
+@pytest.mark.parametrize("name", [*SOLVERS, "exhaustive"])
+def test_best_effort_carries_the_load_with_the_least_latency(name: str) -> None:
+    # Only the SLA binds (0.15 s < 0.2 s, the least latency any configuration has). The old
+    # answer, the most throughput at replicas_max (batch 4 x 32 replicas per stage: 96 cores,
+    # 2.4 s), became: the load carried at the least latency, small at batch 1, 1 replica each.
+    decision = get_solver(name).solve(Problem(two_stage_profile(), 5.0, 0.15))
+    assert (decision.feasible, decision.binding) == (False, "latency")
+    assert [(s.variant, s.batch, s.replicas) for s in decision.stages] == [("small", 1, 1), ("small", 1, 1)]
+    assert decision.latency_s == pytest.approx(0.2) and decision.cores == 2
+
+
+@pytest.mark.parametrize("name", [*SOLVERS, "exhaustive"])
+def test_best_effort_past_capacity_carries_the_most_then_the_least_latency(name: str) -> None:
+    # 100 req/s, 4 replicas at most: detect carries 40 at best (batch 4 = 10 req/s a replica).
+    # Classify then needs to carry only those 40: "fast" at batch 1 (50 req/s) on one replica
+    # is the least latency that does; the old answer was the most throughput at 4 replicas.
+    def point(size: int, latency_s: float) -> dict[str, float]:
+        return {"size": size, "latency_s": latency_s, "energy_per_request_j": 0.1}
+
+    def variant(name: str, *points: dict[str, float]) -> dict[str, object]:
+        return {"name": name, "accuracy": 50.0, "cores": 1, "idle_power_w": 1.0, "batches": list(points)}
+
+    profile = parse_profile(
+        {
+            "pipeline": "capacity",
+            "stages": [
+                {"name": "detect", "variants": [variant("only", point(1, 0.2), point(4, 0.4))]},
+                {"name": "classify", "variants": [variant("fast", point(1, 0.02), point(4, 0.1))]},
+            ],
+        }
+    )
+    problem = Problem(profile, 100.0, 0.01, replicas_max=4)
+    decision = get_solver(name).solve(problem)
+    assert (decision.feasible, decision.binding) == (False, "throughput")
+    assert [(s.variant, s.batch, s.replicas) for s in decision.stages] == [("only", 4, 4), ("fast", 1, 1)]
+    assert problem.max_throughput_rps() == 40.0
+
+
+def test_the_oracle_checks_the_instance_size_before_walking() -> None:
+    # replicas_max 1000 x 35 choices x 3 stages: refused at once, not after building 105,000 options.
+    solver = ExhaustiveSolver(max_options_walked=10_000)
+    with pytest.raises(InstanceTooLarge, match="exceed the exhaustive limit"):
+        solver.solve(Problem(synthetic_profile(1, 3, 5), 10.0, 5.0, replicas_max=1000))
+
+
+@pytest.mark.parametrize("name", ["frontier", "highs", "exhaustive"])
+def test_every_solver_stops_at_its_time_limit(name: str) -> None:
+    ticks = itertools.count()
+
+    def clock() -> float:
+        return float(next(ticks))  # one second per reading: any limit below is past at once
+
+    solver: ExhaustiveSolver | FrontierSolver | HighsSolver
+    problem = Problem(synthetic_profile(4, 3, 2), 10.0, 5.0)
+    if name == "frontier":
+        solver = FrontierSolver(clock=clock, time_limit_s=0.5)
+    elif name == "exhaustive":
+        solver = ExhaustiveSolver(clock=clock, time_limit_s=0.5)
+    else:
+        solver = HighsSolver(time_limit_s=1e-9)
+        problem = Problem(synthetic_profile(4, 40, 8), 300.0, 4.0)
+    with pytest.raises(SolverTimeout, match="time limit"):
+        solver.solve(problem)
