@@ -5,6 +5,10 @@ number of retries with exponential back-off. Transport errors and 5xx answers ar
 (Prometheus restarting, a proxy hiccup); a 4xx is a bad query and fails at once. Whatever
 fails ends as `QueryError`, which the loop turns into "degraded, keep the last decision".
 
+Every answer is hostile input: its shape is checked (a list where an object belongs, no `data`,
+a null result are QueryErrors, never KeyErrors), and so is every value (finite, >= 0, within
+adapter/limits.py, and recent), so that nothing Prometheus says can wedge or mislead the loop.
+
 Default metric names are Seldon Core v1's executor metrics, labelled by `deployment_name`.
 For MLServer alone use `request_metric="model_infer_request_success"` and
 `pipeline_label="model_name"` (see docs/adapter.md).
@@ -20,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from adapter import limits
 from adapter.errors import QueryError
 from adapter.loop import RateSample
 
@@ -32,6 +37,36 @@ ENERGYD_POD_ENERGY = "energyd_pod_energy_joules_total"
 NODE_TOTAL_MATCHER = 'node_total="true"'
 # Seldon v1's executor counts requests in the orchestrator pod; per model pod, MLServer does.
 MLSERVER_POD_REQUESTS = "model_infer_request_success_total"
+
+
+def _number(value: Any, what: str) -> float:
+    """A sample value or timestamp as Prometheus encodes it (a string, or a JSON number)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise QueryError(f"{what} is not a number: {limits.quoted(value)}")
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise QueryError(f"{what} is not a number: {limits.quoted(value)}") from exc
+
+
+def _series(data: Any, promql: str, kind: str) -> list[dict[str, Any]]:
+    """The result list of a query's `data`, each entry an object with a `metric` object."""
+    expected = {"vector": "instant", "matrix": "range"}[kind]
+    if not isinstance(data, dict) or data.get("resultType") != kind:
+        got = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+        raise QueryError(f"{promql!r} returned {limits.quoted(got)}, not a {kind} ({expected} query)")
+    result = data.get("result")
+    if not isinstance(result, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("metric"), dict) for r in result
+    ):
+        raise QueryError(f"{promql!r} returned a malformed result: {limits.quoted(result)}")
+    return result
+
+
+def _point(pair: Any, promql: str) -> tuple[float, float]:
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise QueryError(f"{promql!r} returned a malformed sample: {limits.quoted(pair)}")
+    return _number(pair[0], "a sample time"), _number(pair[1], "a sample value")
 
 
 def _label_value(value: str) -> str:
@@ -108,20 +143,23 @@ class PrometheusQuery:
                 body = response.json()
             except ValueError as exc:
                 raise QueryError(f"{url} answered {response.status_code} with no JSON body") from exc
+            if not isinstance(body, dict):
+                raise QueryError(f"{url} answered {response.status_code} with {limits.quoted(body)}")
             if response.status_code != 200 or body.get("status") != "success":
                 raise QueryError(
-                    f"{url} refused {params.get('query')!r}: {body.get('errorType', response.status_code)}: "
-                    f"{body.get('error', '')}"
+                    f"{url} refused {params.get('query')!r}: "
+                    f"{limits.quoted(body.get('errorType', response.status_code))}: "
+                    f"{limits.quoted(body.get('error', ''))}"
                 )
+            if "data" not in body:
+                raise QueryError(f"{url} answered success without data")
             return body["data"]
         raise QueryError(f"{last} (after {self.retries + 1} attempts)")
 
     def instant(self, promql: str, time_s: float) -> list[tuple[dict[str, str], float]]:
         """An instant vector: (labels, value) per series."""
         data = self._get("/api/v1/query", {"query": promql, "time": f"{time_s:.3f}"})
-        if data.get("resultType") != "vector":
-            raise QueryError(f"{promql!r} returned {data.get('resultType')}, not a vector")
-        return [(r["metric"], float(r["value"][1])) for r in data["result"]]
+        return [(r["metric"], _point(r.get("value"), promql)[1]) for r in _series(data, promql, "vector")]
 
     def range(
         self, promql: str, start_s: float, end_s: float, step_s: float
@@ -129,9 +167,13 @@ class PrometheusQuery:
         """A range query: (labels, [(time_s, value), ...]) per series, oldest first."""
         params = {"query": promql, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}", "step": f"{step_s:g}"}
         data = self._get("/api/v1/query_range", params)
-        if data.get("resultType") != "matrix":
-            raise QueryError(f"{promql!r} returned {data.get('resultType')}, not a matrix")
-        return [(r["metric"], [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
+        series = []
+        for r in _series(data, promql, "matrix"):
+            values = r.get("values")
+            if not isinstance(values, list):
+                raise QueryError(f"{promql!r} returned a series without values")
+            series.append((r["metric"], [_point(pair, promql) for pair in values]))
+        return series
 
     def _window(self) -> str:
         return f"{max(1, round(self.rate_window_s))}s"
@@ -146,7 +188,10 @@ class PrometheusQuery:
 
         No series at all is a QueryError, not an empty history: an idle pipeline's counter still
         has a series (at rate 0), so a missing one means a scrape failing, a fresh Prometheus or a
-        wrong metric or label, and provisioning for zero load on that ground would be wrong."""
+        wrong metric or label, and provisioning for zero load on that ground would be wrong. So
+        is a value that is NaN, negative or past MAX_ARRIVAL_RATE_RPS, a time out of order, and a
+        history whose last point is older than two steps (the series went stale): read as zero
+        load, each would scale every stage down."""
         # Whole milliseconds, so that the grid from start lands exactly on end (Prometheus rounds
         # both to ms; rounded separately the last point can fall just past `end` and vanish).
         end_ms = math.floor(now_s * 1000)  # never past now_s: predictors ignore the future
@@ -156,7 +201,23 @@ class PrometheusQuery:
         series = self.range(promql, start_ms / 1000, end_ms / 1000, step_ms / 1000)
         if not series:
             raise QueryError(f"no series for {promql}: check the request metric and the pipeline label")
-        return [(t, v) for t, v in series[0][1] if math.isfinite(v)]
+        history = series[0][1]
+        for t, v in history:
+            if not 0 <= v <= limits.MAX_ARRIVAL_RATE_RPS:  # also NaN
+                raise QueryError(
+                    f"{promql} gave {v} req/s at {t:.3f}: not in [0, {limits.MAX_ARRIVAL_RATE_RPS:g}]"
+                )
+        times = [t for t, _ in history]
+        if (
+            not all(math.isfinite(t) for t in times)
+            or times != sorted(times)
+            or len(set(times)) != len(times)
+        ):
+            raise QueryError(f"{promql} gave sample times out of order")
+        if not history or history[-1][0] < end_ms / 1000 - 2 * self.step_s:
+            last = f"{end_ms / 1000 - history[-1][0]:.0f} s old" if history else "absent"
+            raise QueryError(f"{promql} is stale: its last sample is {last}")
+        return history
 
     def p99_latency_s(self, pipeline: str, now_s: float) -> float | None:
         """The pipeline's p99 latency over the rate window; None without traffic."""
@@ -166,8 +227,11 @@ class PrometheusQuery:
             f"(rate({self.latency_bucket_metric}{selector}[{self._window()}])))"
         )
         result = self.instant(promql, now_s)
+        # NaN without traffic; +Inf when the quantile lies in the +Inf bucket: no latency to show.
         if not result or not math.isfinite(result[0][1]):
             return None
+        if result[0][1] < 0:
+            raise QueryError(f"{promql} gave a negative latency {result[0][1]}")
         return result[0][1]
 
     def energy_per_request_j(self, pod_regex: str, now_s: float) -> float | None:
@@ -181,8 +245,12 @@ class PrometheusQuery:
             f"sum(rate({self.pod_request_metric}{{{pods}}}[{window}]))"
         )
         result = self.instant(promql, now_s)
-        if not result or not math.isfinite(result[0][1]) or result[0][1] < 0:
-            return None
+        if not result or not math.isfinite(result[0][1]):
+            return None  # no requests in the window (0 / 0)
+        if not 0 <= result[0][1] <= limits.MAX_ENERGY_PER_REQUEST_J:
+            raise QueryError(
+                f"{promql} gave {result[0][1]} J per request: not in [0, {limits.MAX_ENERGY_PER_REQUEST_J:g}]"
+            )
         return result[0][1]
 
     def stage_energy_per_request_j(self, pipeline: str, stage: str, now_s: float) -> float | None:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from adapter.errors import QueryError
@@ -125,3 +126,78 @@ def test_unreachable_prometheus_is_retried_then_a_query_error(make_query: MakeQu
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="retries"):
         PrometheusQuery("http://127.0.0.1:9090", retries=-1)
+
+
+# --- garbage from Prometheus (issue 10): each answer is what a broken or hostile server sent ---
+
+NOW_S = 1_700_000_000.0
+
+
+def _answering(body: Any, status: int = 200) -> PrometheusQuery:
+    """A PrometheusQuery whose server answers every query with `body` (JSON)."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, json=body))
+    return PrometheusQuery("http://prometheus", retries=0, client=httpx.Client(transport=transport))
+
+
+def _matrix(points: list[list[Any]]) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "data": {"resultType": "matrix", "result": [{"metric": {}, "values": points}]},
+    }
+
+
+def _recent(*values: Any) -> list[list[Any]]:
+    """Points every 10 s ending at NOW_S, as a range query returns them."""
+    return [[NOW_S - 10 * (len(values) - 1 - i), v] for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1, 2, 3],
+        {"status": "success"},
+        {"status": "success", "data": None},
+        {"status": "success", "data": {"resultType": "matrix", "result": None}},
+        {"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}, "values": None}]}},
+        {"status": "success", "data": {"resultType": "matrix", "result": [["not", "a", "series"]]}},
+        _matrix([[NOW_S, "many"]]),
+        _matrix([[NOW_S, None]]),
+        _matrix([[NOW_S]]),
+        {"status": "error", "errorType": "x" * 10_000, "error": "y" * 10_000},
+    ],
+)
+def test_a_malformed_answer_is_a_query_error(body: Any) -> None:
+    with _answering(body) as query, pytest.raises(QueryError) as raised:
+        query.request_rate_history("video", NOW_S, 60)
+    assert len(str(raised.value)) < 600  # a prefix of what it refuses, not all of it
+
+
+@pytest.mark.parametrize(
+    ("points", "why"),
+    [
+        (_recent(5, 6, "1e30"), "not in"),
+        (_recent(5, "NaN", 6), "not in"),
+        (_recent(5, -2, 6), "not in"),
+        (_recent(5, "+Inf"), "not in"),
+        ([[NOW_S - 300, 5], [NOW_S - 290, 6]], "stale"),
+        ([[NOW_S, 5], [NOW_S - 10, 6]], "out of order"),
+    ],
+)
+def test_invalid_rate_history_is_a_query_error_not_zero_load(points: list[list[Any]], why: str) -> None:
+    # NaN, negative and stale points used to be dropped or read as zero load, 1e30 hung the loop.
+    with _answering(_matrix(points)) as query, pytest.raises(QueryError, match=why):
+        query.request_rate_history("video", NOW_S, 60)
+
+
+def test_a_valid_history_passes(make_query: MakeQuery) -> None:
+    with _answering(_matrix(_recent(5, "6.5", 7))) as query:
+        assert [v for _, v in query.request_rate_history("video", NOW_S, 60)] == [5.0, 6.5, 7.0]
+
+
+def test_energy_past_its_limit_is_a_query_error() -> None:
+    vector = {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [NOW_S, "1e300"]}]},
+    }
+    with _answering(vector) as query, pytest.raises(QueryError, match="J per request"):
+        query.energy_per_request_j("video-.*", NOW_S)
