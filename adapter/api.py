@@ -1,12 +1,15 @@
 """The REST API: POST /decide, GET /healthz, GET /metrics, OpenAPI docs at /docs.
 
 `create_app` takes every dependency; nothing is built at import time. /decide is a plain `def`
-endpoint, so FastAPI runs the CPU-bound solve in its threadpool and the event loop keeps
-answering /healthz and /metrics meanwhile.
+endpoint, so FastAPI runs the CPU-bound solve in its threadpool; /healthz and /metrics are
+coroutines on the event loop, so they answer even while every pool thread waits on a solve or a
+Prometheus query.
 
 Status codes, one per error class (adapter/errors.py): ProfileError and malformed input 422,
-QueryError 503 (and the adapter reports itself degraded), ActuationError 502, infeasible 200
-with `"feasible": false`; apply without a valid bearer token 401, with no token configured 403.
+QueryError 503, a solver past its time limit 503, ActuationError 502, a body past
+MAX_BODY_BYTES 413, infeasible 200 with `"feasible": false`; apply without a valid bearer token
+401, with no token configured 403. Every error body is an ErrorBody; the OpenAPI document says
+so (tests/adapter/test_openapi.py holds it to that).
 """
 
 from __future__ import annotations
@@ -15,58 +18,130 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapter.errors import ActuationError, AdapterError, ProfileError, QueryError
+from adapter import limits
+from adapter.decide import DecideRequest, DecideResponse, RequestError, SolverFactory, decide
+from adapter.errors import ActuationError, ProfileError, QueryError
 from adapter.loop import Actuator, LoadHistory, LoadPredictor
 from adapter.metrics import AdapterMetrics
-from adapter.problem import Problem, Solver, Weights
 from adapter.profiles import Profile, parse_profile
 from adapter.settings import AdapterSettings
-from adapter.solve import SOLVER_NAMES
 
 logger = logging.getLogger(__name__)
 
-SolverFactory = Callable[[str], Solver]
+# The metrics label of every decision on an inline profile: labels come only from configured
+# pipelines, so that clients cannot grow the series without bound.
+INLINE_PIPELINE_LABEL = "(inline)"
 
 
-class WeightsIn(BaseModel):
-    """Objective weights; each one left out takes the server's default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    alpha: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    beta: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    gamma: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    delta: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+class FieldError(BaseModel):
+    field: str
+    message: str
 
 
-class DecideRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ErrorBody(BaseModel):
+    """Every error answer: `detail` says what and why; `field` (422) names the input at fault."""
 
-    pipeline: str | dict[str, Any] = Field(description="a pipeline name from --profiles, or a whole profile")
-    sla_s: float = Field(gt=0, allow_inf_nan=False, description="end-to-end latency bound, seconds")
-    arrival_rate_rps: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="absent: predicted from Prometheus"
+    detail: str
+    field: str | None = None
+    errors: list[FieldError] | None = None
+    degraded: bool | None = None
+
+
+class HealthBody(BaseModel):
+    status: Literal["ok", "degraded", "unhealthy"]
+    reasons: dict[str, str]
+    pipelines: list[str]
+
+
+def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(ErrorBody(detail=detail, **extra).model_dump(exclude_none=True), status_code=status)
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": what}
+    for status, what in (
+        (400, "the body could not be read"),
+        (401, "apply without a valid bearer token"),
+        (403, "apply, and no token is configured on the server"),
+        (413, f"the body exceeds {limits.MAX_BODY_BYTES} bytes"),
+        (422, "malformed input: `field` names it"),
+        (502, "the actuator failed"),
+        (503, "Prometheus cannot predict the rate, or the solver ran out of time"),
     )
-    weights: WeightsIn | None = None
-    replicas_min: int = Field(default=1, ge=1)
-    replicas_max: int = Field(default=32, ge=1)
-    batch_sizes: list[int] | None = Field(
-        default=None, min_length=1, description="default: every measured size"
-    )
-    solver: str = Field(default="auto", description=f"one of {', '.join(SOLVER_NAMES)}")
-    apply: bool = False
+}
+
+
+class BodyLimit:
+    """Refuses a request body past `max_bytes` with 413, whether or not it states its length,
+    before the application reads it whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = limits.MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(send)
+            return
+        received = 0
+        too_large = False
+
+        async def counted() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        refused = False
+
+        async def guarded(message: Message) -> None:
+            # FastAPI turns the failed read into its own 400: answer 413 in its place.
+            nonlocal refused
+            if not too_large:
+                await send(message)
+            elif message["type"] == "http.response.start" and not refused:
+                refused = True
+                await self._refuse(send)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except _BodyTooLarge:
+            if not refused:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = _error(413, f"(body): larger than {self.max_bytes} bytes", field="(body)")
+        await response({"type": "http"}, _no_body, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p != "body"]
+    # Unknown keys are part of the location: quote at most a prefix of a hostile one.
+    parts = [str(p)[: limits.MAX_QUOTED_CHARS] for p in loc if p != "body"]
     return ".".join(parts) or "(body)"
 
 
@@ -93,39 +168,50 @@ def create_app(
     load: LoadHistory | None,
     settings: AdapterSettings,
     now_s: Callable[[], float] = time.time,
+    liveness: Callable[[], Mapping[str, str]] | None = None,
 ) -> FastAPI:
+    """`liveness` gives the reasons the adaptation loop is unhealthy (a step overdue), if any."""
     app = FastAPI(
         title="energyd adapter",
         summary="Energy-aware configuration of ML inference pipelines (variant, batch, replicas per stage)",
     )
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(RequestValidationError)
     async def _malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+        errors = [FieldError(field=_field(tuple(e["loc"])), message=e["msg"]) for e in exc.errors()]
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
+        return _error(422, detail, field=errors[0].field if errors else "(body)", errors=errors[:20])
+
+    @app.exception_handler(RequestError)
+    async def _refused(request: Request, exc: RequestError) -> JSONResponse:
+        return _error(exc.status, str(exc), field=exc.field)
 
     @app.exception_handler(ProfileError)
     async def _bad_profile(request: Request, exc: ProfileError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
+        return _error(422, str(exc), field=exc.field)
 
     @app.exception_handler(QueryError)
     async def _no_prometheus(request: Request, exc: QueryError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "degraded": True}, status_code=503)
+        return _error(503, str(exc), degraded=True)
 
     @app.exception_handler(ActuationError)
     async def _actuation(request: Request, exc: ActuationError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=502)
+        return _error(502, str(exc))
 
     def resolve(pipeline: str | dict[str, Any]) -> Profile:
         if isinstance(pipeline, dict):
             return parse_profile(pipeline, "request body")
         if pipeline not in profiles:
             known = ", ".join(sorted(profiles)) or "none loaded"
-            raise HTTPException(422, f"pipeline: unknown pipeline {pipeline!r} (known: {known})")
+            raise RequestError(
+                422, "pipeline", f"unknown pipeline {limits.quoted(pipeline)} (known: {known})"
+            )
         return profiles[pipeline]
 
     def arrival_rate(name: str) -> float:
+        """The predicted rate. A failure answers this caller with 503; it is no sign of the
+        adapter's health (the loop's own steps are), so it marks nothing degraded."""
         if load is None:
             raise QueryError(
                 "arrival_rate_rps is absent and no Prometheus is configured: send arrival_rate_rps"
@@ -134,43 +220,35 @@ def create_app(
         try:
             history = load.request_rate_history(name, now, settings.history_window_s)
         except QueryError as exc:
-            metrics.report("prometheus", str(exc))
             raise QueryError(f"arrival_rate_rps is absent and cannot be predicted: {exc}") from exc
-        metrics.report("prometheus", None)
-        return max(0.0, predictor.predict_rps(history, now))
+        predicted = max(0.0, predictor.predict_rps(history, now))
+        if not predicted <= limits.MAX_ARRIVAL_RATE_RPS:
+            raise QueryError(
+                f"arrival_rate_rps is absent and the prediction {predicted:.3g} req/s is past "
+                f"{limits.MAX_ARRIVAL_RATE_RPS:g}"
+            )
+        return predicted
 
-    @app.post("/decide")
-    def decide(request: DecideRequest, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+    @app.post("/decide", response_model=None, responses={200: {"model": DecideResponse}, **_ERRORS})
+    def decide_endpoint(
+        request: DecideRequest, authorization: str | None = Header(default=None)
+    ) -> dict[str, Any]:
         """Choose variant, batch size and replicas per stage for the SLA and the arrival rate."""
         if request.apply:
             _authorize(authorization, settings.api_token)
         profile = resolve(request.pipeline)
+        configured = profile.pipeline in profiles
+        if request.apply and not configured:
+            raise RequestError(
+                422, "pipeline", f"apply needs a configured pipeline, not {limits.quoted(profile.pipeline)}"
+            )
         predicted = request.arrival_rate_rps is None
         rate = (
             arrival_rate(profile.pipeline) if request.arrival_rate_rps is None else request.arrival_rate_rps
         )
-        given = request.weights.model_dump(exclude_none=True) if request.weights else {}
-        try:
-            problem = Problem(
-                profile=profile,
-                arrival_rate_rps=rate,
-                sla_s=request.sla_s,
-                weights=Weights(**{**vars(settings.weights), **given}),
-                replicas_min=request.replicas_min,
-                replicas_max=request.replicas_max,
-                batch_sizes=tuple(request.batch_sizes) if request.batch_sizes is not None else None,
-            )
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from exc
-        try:
-            decision = solvers(request.solver).solve(problem)
-        except (ValueError, AdapterError) as exc:
-            # A solver that cannot take this request: not installed, no licence, or an instance
-            # too large for the exhaustive oracle. The caller can pick another.
-            raise HTTPException(422, f"solver: {exc}") from exc
-        metrics.count_decision(profile.pipeline, decision)
-        body = decision.to_json()
-        body.update(applied=False, changed=False, predicted=predicted, dry_run=None)
+        decision, body = decide(request, profile, rate, settings.weights, solvers)
+        body["predicted"] = predicted
+        metrics.count_decision(profile.pipeline if configured else INLINE_PIPELINE_LABEL, decision)
         if request.apply:
             try:
                 body["changed"] = actuator.apply(profile.pipeline, decision)
@@ -182,17 +260,36 @@ def create_app(
             body.update(applied=True, dry_run=bool(getattr(actuator, "dry_run", False)))
         return body
 
-    @app.get("/healthz")
-    def healthz(strict: bool = False) -> JSONResponse:
+    @app.get(
+        "/healthz",
+        responses={
+            200: {"model": HealthBody},
+            422: _ERRORS[422],
+            503: {"model": HealthBody, "description": "unhealthy, or degraded with ?strict=true"},
+        },
+    )
+    async def healthz(strict: bool = False) -> JSONResponse:
         """200 with "ok" or "degraded" and the reasons; with ?strict=true a degraded adapter
-        answers 503 (for a readiness probe that should take it out of rotation)."""
-        reasons = metrics.degraded_reasons()
-        status = "degraded" if reasons else "ok"
-        body = {"status": status, "reasons": reasons, "pipelines": sorted(profiles)}
-        return JSONResponse(body, status_code=503 if (strict and reasons) else 200)
+        answers 503 (for a readiness probe that should take it out of rotation). A loop that
+        has not completed a step for several intervals is "unhealthy": 503 always."""
+        unhealthy = dict(liveness()) if liveness is not None else {}
+        reasons = {**metrics.degraded_reasons(), **unhealthy}
+        status: Literal["ok", "degraded", "unhealthy"] = (
+            "unhealthy" if unhealthy else ("degraded" if reasons else "ok")
+        )
+        body = HealthBody(status=status, reasons=reasons, pipelines=sorted(profiles))
+        failing = bool(unhealthy) or (strict and bool(reasons))
+        return JSONResponse(body.model_dump(), status_code=503 if failing else 200)
 
-    @app.get("/metrics")
-    def prometheus_metrics() -> Response:
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "metrics"}
+        },
+    )
+    async def prometheus_metrics() -> Response:
+        """The adapter's metrics in Prometheus' text format."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

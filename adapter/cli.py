@@ -2,16 +2,20 @@
 
 `adapter run` starts the adaptation loop (one AdaptLoop per pipeline, stepped every --interval
 seconds in a background thread) and the REST API on uvicorn (one worker). SIGTERM or SIGINT
-stops uvicorn, then the loop thread, and the process exits 0. Prometheus unreachable makes the
-adapter degraded, never makes it exit. Other subcommands come from adapter.sim.cli and
-adapter.profiler.cli.
+stops uvicorn (requests still in flight get GRACEFUL_SHUTDOWN_S), then the loop thread, and the
+process exits 0. Prometheus unreachable makes the adapter degraded, never makes it exit; a loop
+that completes no step for several intervals makes it unhealthy. `adapter decide` answers one
+request as POST /decide would. Other subcommands come from adapter.sim.cli and
+adapter.profiler.cli. Every number on the command line is checked at start against its bounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -21,12 +25,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
+from pydantic import ValidationError
+
+from adapter import limits
 from adapter.errors import AdapterError, QueryError
 from adapter.loop import Actuator, AdaptLoop, LoopSettings, StepResult
 from adapter.metrics import AdapterMetrics
 from adapter.predict import PREDICTOR_NAMES, make_predictor
 from adapter.problem import Weights
-from adapter.profiles import Profile, load_profiles
+from adapter.profiles import Profile, default_sla_s, load_profile, load_profiles
 from adapter.query import NODE_TOTAL_MATCHER, PrometheusQuery
 from adapter.settings import TOKEN_ENV, AdapterSettings, default_profiles_dir
 from adapter.solve import SOLVER_NAMES, get_solver
@@ -35,6 +42,12 @@ logger = logging.getLogger(__name__)
 
 # Subcommands other packages register, and the commands each is expected to add.
 SUBCOMMAND_MODULES = {"adapter.sim.cli": ("simulate", "evaluate"), "adapter.profiler.cli": ("profile",)}
+# Seconds that requests in flight get after SIGTERM before uvicorn closes them.
+GRACEFUL_SHUTDOWN_S = 5
+# The loop is unhealthy when no step completed for this many intervals (at least STALL_MIN_S,
+# which covers a step's own worst case: query timeouts and retries, a solve at its time limit).
+STALL_INTERVALS = 3
+STALL_MIN_S = 60.0
 
 
 class LoopRunner:
@@ -46,13 +59,36 @@ class LoopRunner:
         metrics: AdapterMetrics,
         interval_s: float,
         p99_latency_s: Callable[[str, float], float | None] | None = None,
+        stall_after_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.loops = list(loops)
         self.metrics = metrics
         self.interval_s = interval_s
+        self.stall_after_s = (
+            stall_after_s if stall_after_s is not None else max(STALL_INTERVALS * interval_s, STALL_MIN_S)
+        )
         self._p99_latency_s = p99_latency_s
+        self._clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="adapt-loop", daemon=True)
+        self._last_progress_s: float | None = None  # start, then the end of each pass
+        for loop in self.loops:
+            # The SLA is known before the first decision: export it at once.
+            metrics.sla.labels(loop.settings.pipeline).set(loop.settings.sla_s)
+
+    def liveness(self) -> dict[str, str]:
+        """{"loop": why} when the loop thread has completed no pass for `stall_after_s` (wedged
+        in a step) or has died; {} when it is alive, or was never started."""
+        last = self._last_progress_s
+        if last is None:
+            return {}
+        if not self._thread.is_alive() and not self._stop.is_set():
+            return {"loop": "the loop thread has died"}
+        waited_s = self._clock() - last
+        if waited_s > self.stall_after_s:
+            return {"loop": f"no step completed for {waited_s:.0f} s (interval {self.interval_s:g} s)"}
+        return {}
 
     def step_all(self, now_s: float) -> list[StepResult]:
         results = []
@@ -92,15 +128,43 @@ class LoopRunner:
         while not self._stop.is_set():
             started = time.monotonic()
             self.step_all(time.time())
+            self._last_progress_s = self._clock()
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     def start(self) -> None:
+        self._last_progress_s = self._clock()
         self._thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop the thread; a step stuck in a query is left behind (the thread is a daemon)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+
+
+def bounded(
+    kind: Callable[[str], float], low: float, high: float, low_open: bool = False
+) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` in [low, high] ((low, high] when `low_open`), so that
+    a bad value is refused at start with the option's name, never a traceback or a busy loop."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {limits.quoted(text)}") from None
+        if not (low < value if low_open else low <= value) or not value <= high or math.isnan(value):
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {limits.quoted(text)}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    parse = bounded(int, low, high)
+    return lambda text: int(parse(text))
 
 
 def _key_values(items: Sequence[str], option: str) -> dict[str, str]:
@@ -140,7 +204,8 @@ def settings_from_args(args: argparse.Namespace) -> AdapterSettings:
         pipeline_label=args.pipeline_label,
         refresh_energy=args.refresh_energy,
         energy_matchers=args.energy_matchers,
-        api_token=os.environ.get(TOKEN_ENV) or None,
+        # A token file read into the variable keeps its newline; no one means it as part of it.
+        api_token=os.environ.get(TOKEN_ENV, "").strip() or None,
     )
 
 
@@ -205,6 +270,12 @@ def run(args: argparse.Namespace) -> int:
 
     from adapter.api import create_app
 
+    if args.replicas_min > args.replicas_max:
+        print(
+            f"adapter run: --replicas-min {args.replicas_min} > --replicas-max {args.replicas_max}",
+            file=sys.stderr,
+        )
+        return 2
     settings = settings_from_args(args)
     try:
         profiles = load_profiles(settings.profiles_dir)
@@ -229,16 +300,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     metrics = AdapterMetrics()
     predictor = make_predictor(settings.predictor, settings.history_window_s, settings.headroom)
-    app = create_app(profiles, metrics, get_solver, actuator, predictor, query, settings)
     runner = LoopRunner(loops, metrics, settings.interval_s, query.p99_latency_s if query else None)
+    app = create_app(
+        profiles, metrics, get_solver, actuator, predictor, query, settings, liveness=runner.liveness
+    )
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=settings.host, port=settings.port, workers=1, log_level=args.log_level.lower()
+            app,
+            host=settings.host,
+            port=settings.port,
+            workers=1,
+            log_level=args.log_level.lower(),
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )
+    slas = ", ".join(f"{loop.settings.pipeline} {loop.settings.sla_s:.3g} s" for loop in loops)
     print(
         f"adapter: API on http://{settings.host}:{settings.port}/docs, {len(loops)} loop(s) every "
-        f"{settings.interval_s:g} s, {'applying to Seldon ' + settings.seldon if settings.apply else 'dry run'}",
+        f"{settings.interval_s:g} s, {'applying to Seldon ' + settings.seldon if settings.apply else 'dry run'}"
+        f"{', SLA ' + slas if slas else ''}",
         flush=True,
     )
     # uvicorn catches SIGINT/SIGTERM while it serves, shuts down gracefully, then re-raises the
@@ -273,7 +353,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address the API listens on")
-    p.add_argument("--port", type=int, default=8080, help="API port")
+    p.add_argument("--port", type=bounded_int(1, 65535), default=8080, help="API port")
     p.add_argument(
         "--profiles",
         type=Path,
@@ -283,15 +363,17 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--prometheus-url", default="http://127.0.0.1:9090", help="Prometheus base URL ('' = none: no loop)"
     )
-    p.add_argument("--interval", type=float, default=10.0, help="seconds between adaptation steps")
+    p.add_argument(
+        "--interval", type=bounded(float, 0.1, 3600.0), default=10.0, help="seconds between adaptation steps"
+    )
     p.add_argument(
         "--pipeline", action="append", help="pipeline to adapt (repeatable; default: every profile)"
     )
     p.add_argument(
         "--sla-s",
-        type=float,
+        type=bounded(float, 0.0, limits.MAX_SLA_S, low_open=True),
         default=None,
-        help="end-to-end SLA in seconds (default: IPA's 25 x mean batch-1 latency)",
+        help="end-to-end SLA in seconds (default: the profile's sla_s, else IPA's rule: 25 x mean batch-1 latency)",
     )
     p.add_argument(
         "--solver",
@@ -305,16 +387,24 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=PREDICTOR_NAMES,
         help="load predictor: max of the window, or Holt",
     )
-    p.add_argument("--headroom", type=float, default=1.1, help="factor on the predicted load (>= 1)")
+    p.add_argument(
+        "--headroom", type=bounded(float, 1.0, 100.0), default=1.1, help="factor on the predicted load (>= 1)"
+    )
     for name, default, what in (
         ("alpha", 1.0, "accuracy"),
         ("beta", 0.01, "cores"),
         ("gamma", 0.0, "watts"),
         ("delta", 1e-6, "batch size"),
     ):
-        p.add_argument(f"--{name}", type=float, default=default, help=f"objective weight of {what}")
-    p.add_argument("--replicas-min", type=int, default=1)
-    p.add_argument("--replicas-max", type=int, default=32)
+        p.add_argument(
+            f"--{name}",
+            type=bounded(float, 0.0, limits.MAX_WEIGHT),
+            default=default,
+            help=f"objective weight of {what}",
+        )
+    replicas = bounded_int(1, limits.MAX_REPLICAS)
+    p.add_argument("--replicas-min", type=replicas, default=1)
+    p.add_argument("--replicas-max", type=replicas, default=32)
     p.add_argument("--apply", action="store_true", help="patch Seldon objects (default: dry run, log only)")
     p.add_argument("--seldon", choices=("v1", "v2"), default="v1", help="SeldonDeployment (v1) or Model (v2)")
     p.add_argument("--namespace", default="default", help="namespace of the Seldon objects")
@@ -327,9 +417,17 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--variant-uri", action="append", metavar="VARIANT=URI", help="model URI per variant (v2: required)"
     )
-    p.add_argument("--query-timeout", type=float, default=2.0, help="Prometheus query timeout, seconds")
     p.add_argument(
-        "--rate-window", type=float, default=30.0, help="seconds of the rate() window (>= 2 scrapes)"
+        "--query-timeout",
+        type=bounded(float, 0.0, 60.0, low_open=True),
+        default=2.0,
+        help="Prometheus query timeout, seconds",
+    )
+    p.add_argument(
+        "--rate-window",
+        type=bounded(float, 1.0, 3600.0),
+        default=30.0,
+        help="seconds of the rate() window (>= 2 scrapes)",
     )
     p.add_argument(
         "--request-metric",
@@ -356,6 +454,71 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(func=run)
+
+
+def decide_command(args: argparse.Namespace) -> int:
+    """`adapter decide`: one decision, the JSON POST /decide answers, on stdout."""
+    from adapter.decide import DecideRequest, decide
+
+    try:
+        profile = load_profile(args.profile)
+        given = {
+            k: getattr(args, k) for k in ("alpha", "beta", "gamma", "delta") if getattr(args, k) is not None
+        }
+        request = DecideRequest.model_validate(
+            {
+                "pipeline": profile.pipeline,
+                "sla_s": args.sla_s if args.sla_s is not None else default_sla_s(profile),
+                "arrival_rate_rps": args.arrival_rate_rps,
+                "weights": given or None,
+                "replicas_min": args.replicas_min,
+                "replicas_max": args.replicas_max,
+                "batch_sizes": args.batch_sizes,
+                "solver": args.solver,
+            }
+        )
+        _, body = decide(request, profile, args.arrival_rate_rps, Weights(), get_solver)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        # Options are named after the request's fields (weights.alpha is --alpha).
+        field = next((str(part) for part in reversed(first["loc"]) if isinstance(part, str)), "")
+        print(f"adapter decide: --{field.replace('_', '-')}: {first['msg']}", file=sys.stderr)
+        return 2
+    except AdapterError as exc:
+        print(f"adapter decide: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(body, indent=2))
+    return 0
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        return [int(size) for size in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants sizes like 1,2,4, got {limits.quoted(text)}") from None
+
+
+def _add_decide(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "decide",
+        help="one decision, as POST /decide answers it",
+        description=(
+            "Solve one instance of the decision problem for a profile file and print the JSON that "
+            "POST /decide answers (same code, same limits). Weights left out take the server's "
+            "defaults; the SLA, the profile's sla_s, else IPA's rule."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--profile", type=Path, required=True, help="profile file (YAML or JSON)")
+    p.add_argument("--arrival-rate-rps", type=float, required=True, help="requests per second")
+    p.add_argument("--sla-s", type=float, default=None, help="end-to-end SLA, seconds")
+    for name, what in (("alpha", "accuracy"), ("beta", "cores"), ("gamma", "watts"), ("delta", "batch size")):
+        p.add_argument(f"--{name}", type=float, default=None, help=f"objective weight of {what}")
+    p.add_argument("--replicas-min", type=int, default=1)
+    p.add_argument("--replicas-max", type=int, default=32)
+    p.add_argument("--batch-sizes", type=_batch_sizes, default=None, help="allowed sizes, e.g. 1,2,4")
+    p.add_argument("--solver", default="auto", choices=SOLVER_NAMES)
+    p.set_defaults(func=decide_command)
 
 
 def _register_optional(
@@ -385,6 +548,7 @@ def parser() -> argparse.ArgumentParser:
     )
     subparsers = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(subparsers)
+    _add_decide(subparsers)
     for module, commands in SUBCOMMAND_MODULES.items():
         _register_optional(subparsers, module, commands)
     return top

@@ -23,6 +23,15 @@ from adapter.profiles import Profile, Stage, Variant
 LATENCY_TOLERANCE_S = 1e-9
 
 
+class InvalidProblem(ValueError):
+    """An argument of the problem is out of its bounds (adapter/limits.py); `field` names it as
+    a POST /decide request does, and the message starts with it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Weights:
     """Objective weights: accuracy (alpha), cores (beta), watts (gamma), batch size (delta)."""
@@ -36,8 +45,9 @@ class Weights:
         for name in ("alpha", "beta", "gamma", "delta"):
             value = getattr(self, name)
             if not math.isfinite(value) or not 0 <= value <= limits.MAX_WEIGHT:
-                raise ValueError(
-                    f"weights.{name} must be a number in [0, {limits.MAX_WEIGHT:g}], got {value}"
+                raise InvalidProblem(
+                    f"weights.{name}",
+                    f"weights.{name} must be a number in [0, {limits.MAX_WEIGHT:g}], got {value}",
                 )
 
 
@@ -51,9 +61,10 @@ def least_replicas(arrival_rate_rps: float, replica_throughput_rps: float, repli
         return replicas_min
     ratio = arrival_rate_rps / replica_throughput_rps
     if not ratio <= _EXACT_QUOTIENT:  # also NaN and inf
-        raise ValueError(
+        raise InvalidProblem(
+            "arrival_rate_rps",
             f"arrival_rate_rps / throughput_rps = {ratio:.3g} replicas is past any limit "
-            f"(arrival rate <= {limits.MAX_ARRIVAL_RATE_RPS:g}, throughput >= {limits.MIN_THROUGHPUT_RPS:g})"
+            f"(arrival rate <= {limits.MAX_ARRIVAL_RATE_RPS:g}, throughput >= {limits.MIN_THROUGHPUT_RPS:g})",
         )
     n = max(1, math.ceil(ratio))
     # The products below are the very ones the throughput constraint evaluates.
@@ -108,30 +119,36 @@ class Problem:
 
     def __post_init__(self) -> None:
         if not 0 <= self.arrival_rate_rps <= limits.MAX_ARRIVAL_RATE_RPS:  # also NaN
-            raise ValueError(
+            raise InvalidProblem(
+                "arrival_rate_rps",
                 f"arrival_rate_rps must be a number in [0, {limits.MAX_ARRIVAL_RATE_RPS:g}], "
-                f"got {self.arrival_rate_rps}"
+                f"got {self.arrival_rate_rps}",
             )
         if not 0 < self.sla_s <= limits.MAX_SLA_S:
-            raise ValueError(f"sla_s must be a number in (0, {limits.MAX_SLA_S:g}], got {self.sla_s}")
+            raise InvalidProblem(
+                "sla_s", f"sla_s must be a number in (0, {limits.MAX_SLA_S:g}], got {self.sla_s}"
+            )
         if not 1 <= self.replicas_min <= self.replicas_max <= limits.MAX_REPLICAS:
-            raise ValueError(
+            raise InvalidProblem(
+                "replicas_min",
                 f"replicas_min must be >= 1 and <= replicas_max <= {limits.MAX_REPLICAS}, "
-                f"got {self.replicas_min}..{self.replicas_max}"
+                f"got {self.replicas_min}..{self.replicas_max}",
             )
         if self.batch_sizes is not None and (
             not 0 < len(self.batch_sizes) <= limits.MAX_BATCH_SIZES
             or not 1 <= min(self.batch_sizes) <= max(self.batch_sizes) <= limits.MAX_BATCH_SIZE
         ):
-            raise ValueError(
+            raise InvalidProblem(
+                "batch_sizes",
                 f"batch_sizes must be 1 to {limits.MAX_BATCH_SIZES} sizes in [1, {limits.MAX_BATCH_SIZE}], "
-                f"got {limits.quoted(list(self.batch_sizes))}"
+                f"got {limits.quoted(list(self.batch_sizes))}",
             )
         for stage in self.profile.stages:
             if not self._batches(stage, stage.variants):
-                raise ValueError(
+                raise InvalidProblem(
+                    "batch_sizes",
                     f"batch_sizes {limits.quoted(list(self.batch_sizes or ()))} leave stage "
-                    f"{stage.name!r} with no measured size"
+                    f"{stage.name!r} with no measured size",
                 )
         object.__setattr__(self, "_options", self._least_options(self.arrival_rate_rps))
 
