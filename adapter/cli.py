@@ -332,7 +332,22 @@ def run(args: argparse.Namespace) -> int:
         runner.stop()
         if query is not None:
             query.close()
+    _leave_requests_in_flight()
     return 0
+
+
+def _leave_requests_in_flight() -> None:
+    """After the graceful-shutdown timeout uvicorn has answered every request it could; a
+    worker thread still blocked (a Prometheus that never answers, up to 3 x --query-timeout)
+    is not a daemon and would hold the process open, so exit without waiting for it."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if not stuck:
+        return
+    logger.warning("exiting with %d worker thread(s) still waiting", len(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _after_shutdown(signum: int, frame: object) -> None:

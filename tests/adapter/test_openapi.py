@@ -5,6 +5,8 @@ operation, no Prometheus (an absent rate is a documented 503)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks
@@ -38,7 +40,7 @@ CHECKS = [
 
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_answer_is_what_the_document_says(case: schemathesis.Case) -> None:
+def test_every_answer_is_what_the_document_says(case: schemathesis.Case[Any]) -> None:
     response = case.call()
     assert response.status_code < 500 or response.status_code == 503, response.text
     case.validate_response(response, checks=CHECKS)
