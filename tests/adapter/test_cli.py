@@ -455,3 +455,32 @@ def test_sigterm_stops_the_server_with_a_request_in_flight(tmp_path: Path) -> No
 def _ignore_errors(call: Callable[[], object]) -> None:
     with contextlib.suppress(httpx.HTTPError):
         call()
+
+
+def test_a_rate_of_1e30_from_prometheus_degrades_the_loop_and_keeps_the_decision() -> None:
+    # It froze the loop thread while /healthz said ok and adapter_degraded stayed 0.
+    now_s = 1_700_000_000.0
+    rates = ["6", "1e30"]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        points = [[now_s - 10 * i, rates[0]] for i in range(3, -1, -1)]
+        return httpx.Response(
+            200,
+            json={
+                "status": "success",
+                "data": {"resultType": "matrix", "result": [{"metric": {}, "values": points}]},
+            },
+        )
+
+    metrics = AdapterMetrics()
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    with PrometheusQuery("http://prometheus", retries=0, client=client) as query:
+        loops = build_loops(AdapterSettings(sla_s=2.0), {"video": video_profile()}, query, DryRunActuator())
+        runner = LoopRunner(loops, metrics, 10)
+        [first] = runner.step_all(now_s)
+        assert not first.degraded and first.decision is not None
+        rates.pop(0)
+        [second] = runner.step_all(now_s)
+    assert second.degraded and second.decision == first.decision
+    assert "not in [0, 1e+06]" in metrics.degraded_reasons()["loop:video"]
+    assert "adapter_degraded 1.0" in metrics.exposition().decode()
