@@ -4,8 +4,10 @@ Starts the real `adapter run` (one worker, no Prometheus, so no loop competes fo
 loopback with a generated 2-stage video profile (4 variants per stage, batch sizes 1-8), then
 sends a bounded number of /decide requests with explicit arrival rates from httpx clients:
 one client in sequence (latency), then 4 threads at once (throughput; solving runs in the
-worker's threadpool, so the GIL bounds it). Prints per-request cost, the solver's share of it
-and os.cpu_count(). Run by `make bench`.
+worker's threadpool, so the GIL bounds it). Prints per-request cost, the solver's share of it,
+the server's own CPU time per request (user + system of its process: what one worker's core
+pays, whatever else loads the machine; 1 / that is the ceiling of one worker) and
+os.cpu_count(). Run by `make bench`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.sim.profiles generates the profile
@@ -87,10 +90,13 @@ def main() -> None:
         (Path(tmp) / "video.json").write_text(json.dumps(profile.model_dump(mode="json", exclude_none=True)))
         port = free_port()
         process = start(Path(tmp), port)
+        server = psutil.Process(process.pid)
         try:
             url = f"http://127.0.0.1:{port}"
             latencies, solves = sequential(url)
+            before = server.cpu_times()
             rps = concurrent(url)
+            after = server.cpu_times()
         finally:
             process.terminate()
             process.wait(timeout=20)
@@ -104,7 +110,9 @@ def main() -> None:
         f"p50 {latencies[len(latencies) // 2] * 1000:.2f} ms, p99 {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms, "
         f"of which solving {statistics.fmean(solves) * 1000:.3f} ms"
     )
+    cpu_ms = (after.user + after.system - before.user - before.system) * 1000 / (THREADS * PER_THREAD)
     print(f"{THREADS} clients at once, {THREADS * PER_THREAD} requests: {rps:.0f} req/s")
+    print(f"server CPU per request: {cpu_ms:.2f} ms, so one worker's ceiling is {1000 / cpu_ms:.0f} req/s")
 
 
 if __name__ == "__main__":
