@@ -8,7 +8,7 @@ request is either refused naming its field or answered with finite numbers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,12 +16,10 @@ from adapter import limits
 from adapter.errors import AdapterError
 from adapter.problem import Decision, InvalidProblem, Problem, Solver, Weights
 from adapter.profiles import Profile
-from adapter.solve import SOLVER_NAMES, SolverUnavailable
+from adapter.solve import SolverName, SolverUnavailable
 from adapter.solve.common import SolverTimeout
 
 SolverFactory = Callable[[str], Solver]
-SolverName = Literal["auto", "frontier", "highs", "gurobi", "exhaustive"]
-assert set(get_args(SolverName)) == set(SOLVER_NAMES)
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 from adapter.problem import Decision, Problem, Solver
 from adapter.solve.common import SolverUnavailable
 
 logger = logging.getLogger(__name__)
 
-SOLVER_NAMES = ("auto", "frontier", "highs", "gurobi", "exhaustive")
+SolverName = Literal["auto", "frontier", "highs", "gurobi", "exhaustive"]
+SOLVER_NAMES: tuple[str, ...] = get_args(SolverName)
 
 
 class AutoSolver:
@@ -84,4 +86,4 @@ def available_solvers() -> list[str]:
     return names
 
 
-__all__ = ["SOLVER_NAMES", "AutoSolver", "SolverUnavailable", "available_solvers", "get_solver"]
+__all__ = ["SOLVER_NAMES", "AutoSolver", "SolverName", "SolverUnavailable", "available_solvers", "get_solver"]
