@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sla-s",
         type=float,
         default=None,
-        help="pipeline SLA in seconds (default: 5 x the sum over stages of the mean batch-1 latency)",
+        help="pipeline SLA in seconds (default: the profile's sla_s, else IPA's rule, adapter.profiles.default_sla_s)",
     )
     sim.add_argument(
         "--seed", type=int, default=0, help="spreads each second's arrivals (default: %(default)s)"
