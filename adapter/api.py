@@ -53,7 +53,6 @@ class ErrorBody(BaseModel):
     detail: str
     field: str | None = None
     errors: list[FieldError] | None = None
-    degraded: bool | None = None
 
 
 class HealthBody(BaseModel):
@@ -193,7 +192,7 @@ def create_app(
 
     @app.exception_handler(QueryError)
     async def _no_prometheus(request: Request, exc: QueryError) -> JSONResponse:
-        return _error(503, str(exc), degraded=True)
+        return _error(503, str(exc))
 
     @app.exception_handler(ActuationError)
     async def _actuation(request: Request, exc: ActuationError) -> JSONResponse:

@@ -2,9 +2,17 @@
 
 AdapterError
 ├── ProfileError      a profile file or object breaks the schema       (422)
-├── QueryError        Prometheus unreachable or answered badly         (503, degraded)
+├── QueryError        Prometheus unreachable or answered badly         (503; the loop: degraded)
 ├── InfeasibleError   no configuration meets the constraints           (200, feasible=false)
-└── ActuationError    the Kubernetes API refused or failed a patch     (502)
+├── ActuationError    the Kubernetes API refused or failed a patch     (502)
+├── RequestError      a request refused, naming its field              (its status: 422, 503)
+│                     (adapter/decide.py)
+├── SolverUnavailable a solver cannot run here (adapter/solve/common.py) (422)
+│   └── SolverTimeout a solve ran past its time limit                  (503)
+└── InstanceTooLarge  too large for the exhaustive oracle               (422)
+
+A Problem argument past its bounds is an InvalidProblem (adapter/problem.py), a ValueError
+naming the field (422).
 """
 
 from __future__ import annotations
