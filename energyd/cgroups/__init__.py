@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from energyd.cgroups import v1, v2
+from energyd.cgroups.flat import FlatPodScanner, FlatPodSums
 from energyd.cgroups.pods import PodCgroup, PodScanner, find_kubepods
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,9 @@ _READ_BYTES = 4096
 
 class CgroupError(Exception):
     """The cgroup root is missing or holds neither a v2 hierarchy nor a v1 cpuacct one."""
+
+
+Scanner = PodScanner | FlatPodScanner
 
 
 class PodUsage(NamedTuple):  # a tuple: a thousand are built per pass
@@ -100,28 +104,33 @@ class PodUsageReader:
                 )
             self.version = 1
             self._parse, self._usage_file = v1.parse_usage_us, v1.USAGE_FILE
-        self._hierarchy = hierarchy
+        self.hierarchy = hierarchy  # where pods are looked for: the v2 root or the cpuacct hierarchy
         self._containers = containers
         self._known_containers = known_containers
         self._scanner: PodScanner | None = None
+        self._scanners: list[Scanner] = [FlatPodScanner(hierarchy, self._usage_file)]
+        self._flat_sums = FlatPodSums()
+        self._missing: dict[str, frozenset[str]] = {}  # pod path -> API containers it lacks
         self._max_open = _fd_budget() if max_open_files is None else max_open_files
         # Per pod listing (compared by identity: a relisted pod is a new object, so a
         # recreated cgroup of the same path gets fresh descriptors).
         self._open_fds: dict[PodCgroup, list[int | None]] = {}
         self._kept = 0
 
-    def _pod_scanner(self) -> PodScanner | None:
+    def _pod_scanners(self) -> list[Scanner]:
         # kubepods appears only once the kubelet has started: look again until it exists.
         if self._scanner is None:
-            kubepods = find_kubepods(self._hierarchy)
+            kubepods = find_kubepods(self.hierarchy)
             if kubepods is not None:
                 log.info("pod cgroups under %s (cgroup v%d)", kubepods, self.version)
                 self._scanner = PodScanner(kubepods, self._usage_file, self._containers)
-        return self._scanner
+                self._scanners.insert(0, self._scanner)
+        return self._scanners
 
     def _fds(self, pod: PodCgroup) -> tuple[list[int | None], bool]:
         """Opens the pod's usage file then its containers'; True if the descriptors are kept."""
-        fds = [_open(pod.usage_file), *(_open(path) for _, path in pod.containers)]
+        pod_fd = None if pod.usage_file is None else _open(pod.usage_file)
+        fds = [pod_fd, *(_open(path) for _, path in pod.containers)]
         if self._kept + len(fds) > self._max_open:
             return fds, False
         self._open_fds[pod] = fds
@@ -129,57 +138,104 @@ class PodUsageReader:
         return fds, True
 
     def read(self) -> UsageReading:
-        scanner = self._pod_scanner()
-        if scanner is None:
-            return UsageReading(pods=[], errors=0)
         parse, open_fds, pread, apps_of = self._parse, self._open_fds, os.pread, self._known_containers
         pods = []
         errors = 0
-        scanned = scanner.scan()
+        scanned: list[PodCgroup] = []
         known = len(open_fds)
-        for pod in scanned:
-            fds = open_fds.get(pod)
-            kept = True
-            if fds is None:
-                fds, kept = self._fds(pod)
-            values: list[int | None] = []
-            removed = False
-            wanted = apps_of(pod.uid) if apps_of is not None and pod.containers else None
-            sole = _sole_container(pod, wanted)
-            for i in range(1 if sole is not None else len(fds)):
-                fd = fds[i]
-                if fd is None or (i and wanted is not None and pod.containers[i - 1][0] not in wanted):
-                    values.append(None)
-                    continue
-                try:
-                    values.append(parse(pread(fd, _READ_BYTES, 0)))
-                except OSError as err:
-                    values.append(None)
-                    if err.errno == errno.ENODEV:  # the cgroup was removed: churn, not an error
-                        removed = True
-                    else:
+        for scanner in self._pod_scanners():
+            pods_here = scanner.scan()
+            scanned += pods_here
+            for pod in pods_here:
+                fds = open_fds.get(pod)
+                kept = True
+                if fds is None:
+                    fds, kept = self._fds(pod)
+                flat = pod.usage_file is None
+                wanted = apps_of(pod.uid) if apps_of is not None and pod.containers else None
+                sole = None if flat else _sole_container(pod, wanted)
+                # A cgroup of the listing that is gone, or a container the API runs that the
+                # listing lacks: this listing is stale (a sibling may have come meanwhile).
+                stale = wanted is not None and self._lacks(pod, wanted)
+                values: list[int | None] = []
+                for i in range(1 if sole is not None else len(fds)):
+                    fd = fds[i]
+                    if fd is None:
+                        values.append(None)
+                        stale = stale or i > 0 or not flat
+                        continue
+                    if i and not flat and wanted is not None and pod.containers[i - 1][0] not in wanted:
+                        values.append(None)
+                        continue
+                    try:
+                        values.append(parse(pread(fd, _READ_BYTES, 0)))
+                    except OSError as err:
+                        values.append(None)
+                        if err.errno == errno.ENODEV:  # the cgroup was removed: churn, not an error
+                            stale = True
+                        else:
+                            errors += 1
+                    except ValueError:
+                        values.append(None)
                         errors += 1
-                except ValueError:
-                    values.append(None)
-                    errors += 1
-            if not kept:
-                _close(fds)
-            elif removed:  # open the paths afresh next pass: they may hold a new cgroup by then
-                self._drop(pod)
-            pod_us = values[0]
-            if pod_us is None:
-                continue
-            if sole is not None:
-                containers = {sole: pod_us}
-            else:
-                containers = {
-                    cid: us for (cid, _), us in zip(pod.containers, values[1:], strict=True) if us is not None
-                }
-            pods.append(PodUsage(pod.uid, pod_us, containers))
+                if not kept:
+                    _close(fds)
+                elif stale:  # open the paths afresh next pass: they may hold a new cgroup by then
+                    self._drop(pod)
+                if stale:
+                    scanner.invalidate(pod)
+                usage = self._usage(pod, values, sole, wanted)
+                if usage is not None:
+                    pods.append(usage)
         # Pods that left the scan (or were relisted as new objects) still hold descriptors.
         if len(open_fds) != known or known > len(scanned):
             self._forget(set(scanned))
+        self._flat_sums.keep_only(scanned)
+        if len(self._missing) > len(scanned):
+            paths = {p.path for p in scanned}
+            self._missing = {path: m for path, m in self._missing.items() if path in paths}
         return UsageReading(pods=pods, errors=errors)
+
+    def _lacks(self, pod: PodCgroup, wanted: Collection[str]) -> bool:
+        """True once per new set of API-listed containers that the pod's listing lacks (the
+        API also lists finished init containers, whose cgroups are gone for good)."""
+        listed = pod.container_ids
+        missing = frozenset(c for c in wanted if c not in listed)
+        if not missing:
+            self._missing.pop(pod.path, None)
+            return False
+        if self._missing.get(pod.path) == missing:
+            return False
+        self._missing[pod.path] = missing
+        return True
+
+    def _usage(
+        self, pod: PodCgroup, values: list[int | None], sole: str | None, wanted: Collection[str] | None
+    ) -> PodUsage | None:
+        if pod.usage_file is None:
+            return self._flat_usage(pod, values, wanted)
+        pod_us = values[0]
+        if pod_us is None:
+            return None
+        if sole is not None:
+            return PodUsage(pod.uid, pod_us, {sole: pod_us})
+        containers = {
+            cid: us for (cid, _), us in zip(pod.containers, values[1:], strict=True) if us is not None
+        }
+        return PodUsage(pod.uid, pod_us, containers)
+
+    def _flat_usage(
+        self, pod: PodCgroup, values: list[int | None], wanted: Collection[str] | None
+    ) -> PodUsage | None:
+        """No pod cgroup: the pod's time is the sum of every container's, the sandbox's included."""
+        listed = {cid: us for (cid, _), us in zip(pod.containers, values[1:], strict=True)}
+        containers = {cid: us for cid, us in listed.items() if us is not None}
+        if not containers:
+            return None
+        pod_us = self._flat_sums.usage_us(pod.uid, listed)
+        if wanted is not None:
+            containers = {cid: us for cid, us in containers.items() if cid in wanted}
+        return PodUsage(pod.uid, pod_us, containers)
 
     def _drop(self, pod: PodCgroup) -> None:
         fds = self._open_fds.pop(pod)
