@@ -111,6 +111,7 @@ class PodUsageReader:
         self._scanners: list[Scanner] = [FlatPodScanner(hierarchy, self._usage_file)]
         self._flat_sums = FlatPodSums()
         self._missing: dict[str, frozenset[str]] = {}  # pod path -> API containers it lacks
+        self._errors = 0  # of the read under way
         self._max_open = _fd_budget() if max_open_files is None else max_open_files
         # Per pod listing (compared by identity: a relisted pod is a new object, so a
         # recreated cgroup of the same path gets fresh descriptors).
@@ -140,7 +141,7 @@ class PodUsageReader:
     def read(self) -> UsageReading:
         parse, open_fds, pread, apps_of = self._parse, self._open_fds, os.pread, self._known_containers
         pods = []
-        errors = 0
+        self._errors = 0
         scanned: list[PodCgroup] = []
         known = len(open_fds)
         for scanner in self._pod_scanners():
@@ -148,43 +149,21 @@ class PodUsageReader:
             scanned += pods_here
             for pod in pods_here:
                 fds = open_fds.get(pod)
-                kept = True
-                if fds is None:
-                    fds, kept = self._fds(pod)
-                flat = pod.usage_file is None
                 wanted = apps_of(pod.uid) if apps_of is not None and pod.containers else None
-                sole = None if flat else _sole_container(pod, wanted)
-                # A cgroup of the listing that is gone, or a container the API runs that the
-                # listing lacks: this listing is stale (a sibling may have come meanwhile).
-                stale = wanted is not None and self._lacks(pod, wanted)
-                values: list[int | None] = []
-                for i in range(1 if sole is not None else len(fds)):
-                    fd = fds[i]
-                    if fd is None:
-                        values.append(None)
-                        stale = stale or i > 0 or not flat
-                        continue
-                    if i and not flat and wanted is not None and pod.containers[i - 1][0] not in wanted:
-                        values.append(None)
-                        continue
+                if fds is not None and wanted is None and pod.usage_file is not None:
+                    # Kept apart for speed: a pod the API does not name, every counter read.
                     try:
-                        values.append(parse(pread(fd, _READ_BYTES, 0)))
-                    except OSError as err:
-                        values.append(None)
-                        if err.errno == errno.ENODEV:  # the cgroup was removed: churn, not an error
-                            stale = True
-                        else:
-                            errors += 1
-                    except ValueError:
-                        values.append(None)
-                        errors += 1
-                if not kept:
-                    _close(fds)
-                elif stale:  # open the paths afresh next pass: they may hold a new cgroup by then
-                    self._drop(pod)
-                if stale:
-                    scanner.invalidate(pod)
-                usage = self._usage(pod, values, sole, wanted)
+                        values = [parse(pread(fd, _READ_BYTES, 0)) for fd in fds]  # type: ignore[arg-type]
+                    except (OSError, ValueError, TypeError):  # TypeError: a file that did not open
+                        pass  # the general path below tells which, and why
+                    else:
+                        pods.append(
+                            PodUsage(
+                                pod.uid, values[0], dict(zip(pod.container_ids, values[1:], strict=True))
+                            )
+                        )
+                        continue
+                usage = self._read_pod(scanner, pod, fds, wanted)
                 if usage is not None:
                     pods.append(usage)
         # Pods that left the scan (or were relisted as new objects) still hold descriptors.
@@ -194,7 +173,47 @@ class PodUsageReader:
         if len(self._missing) > len(scanned):
             paths = {p.path for p in scanned}
             self._missing = {path: m for path, m in self._missing.items() if path in paths}
-        return UsageReading(pods=pods, errors=errors)
+        return UsageReading(pods=pods, errors=self._errors)
+
+    def _read_pod(
+        self, scanner: Scanner, pod: PodCgroup, fds: list[int | None] | None, wanted: Collection[str] | None
+    ) -> PodUsage | None:
+        kept = True
+        if fds is None:
+            fds, kept = self._fds(pod)
+        flat = pod.usage_file is None
+        sole = None if flat else _sole_container(pod, wanted)
+        # A cgroup of the listing that is gone, or a container the API runs that the listing
+        # lacks: this listing is stale (a sibling may have come meanwhile).
+        stale = wanted is not None and self._lacks(pod, wanted)
+        values: list[int | None] = []
+        for i in range(1 if sole is not None else len(fds)):
+            fd = fds[i]
+            if fd is None:
+                values.append(None)
+                stale = stale or i > 0 or not flat
+                continue
+            if i and not flat and wanted is not None and pod.container_ids[i - 1] not in wanted:
+                values.append(None)
+                continue
+            try:
+                values.append(self._parse(os.pread(fd, _READ_BYTES, 0)))
+            except OSError as err:
+                values.append(None)
+                if err.errno == errno.ENODEV:  # the cgroup was removed: churn, not an error
+                    stale = True
+                else:
+                    self._errors += 1
+            except ValueError:
+                values.append(None)
+                self._errors += 1
+        if not kept:
+            _close(fds)
+        elif stale:  # open the paths afresh next pass: they may hold a new cgroup by then
+            self._drop(pod)
+        if stale:
+            scanner.invalidate(pod)
+        return self._usage(pod, values, sole, wanted)
 
     def _lacks(self, pod: PodCgroup, wanted: Collection[str]) -> bool:
         """True once per new set of API-listed containers that the pod's listing lacks (the

@@ -15,7 +15,7 @@ it, while its link count is 2 + its subdirectories at every moment; the inode te
 recreated at the same path. A child removed and another created within one interval leave the
 count as it was; the removed one's counter then fails to read (ENODEV) or open, or its directory
 fails to stat, and the parent is listed again on the next pass. So a cgroup created at any time
-is found within two passes, and a steady node costs one stat per pod.
+is found within two passes, and a steady node costs one stat per pod every other pass.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ class PodCgroup:
     path: str  # the directory whose listing this is
 
     @functools.cached_property
-    def container_ids(self) -> frozenset[str]:
-        return frozenset(cid for cid, _ in self.containers)
+    def container_ids(self) -> tuple[str, ...]:
+        return tuple(cid for cid, _ in self.containers)
 
 
 def subdirs(path: str) -> list[str]:
@@ -140,20 +140,27 @@ class PodScanner:
         self._containers = containers
         self._listings = 0
         self._dirs = ListingCache()  # kubepods and its QoS directories
-        self._pods: dict[str, tuple[DirKey | None, PodCgroup]] = {}  # pod path -> (key, listing)
+        self._derived: dict[str, tuple[list[str], list[str], list[str]]] = {}
+        # Pod path -> (its key, its listing, on which passes its key is checked: odd or even).
+        self._pods: dict[str, tuple[DirKey | None, PodCgroup, int]] = {}
+        self._passes = 0
+
+    def _pods_in(self, parent: str) -> tuple[list[str], list[str]]:
+        """(pod directories, QoS directories) in parent, derived anew only when listed anew."""
+        names = self._dirs.subdirs(parent) or []
+        derived = self._derived.get(parent)
+        if derived is not None and derived[0] is names:
+            return derived[1], derived[2]
+        pods = [os.path.join(parent, n) for n in names if _POD_RE.match(n)]
+        qos = [os.path.join(parent, n) for n in names if n in QOS_CLASSES or n.endswith(_QOS_SLICES)]
+        self._derived[parent] = (names, pods, qos)
+        return pods, qos
 
     def _pod_dirs(self) -> list[str]:
-        root = self._root
-        names = self._dirs.subdirs(root) or []
-        found = []
-        for name in names:
-            if name in QOS_CLASSES or name.endswith(_QOS_SLICES):
-                parent = os.path.join(root, name)
-                found += [
-                    os.path.join(parent, n) for n in self._dirs.subdirs(parent) or () if _POD_RE.match(n)
-                ]
-            elif _POD_RE.match(name):
-                found.append(os.path.join(root, name))
+        pods, qos_dirs = self._pods_in(self._root)
+        found = list(pods)
+        for parent in qos_dirs:
+            found += self._pods_in(parent)[0]
         return found
 
     def _list_pod(self, path: str, key: DirKey | None) -> PodCgroup | None:
@@ -168,31 +175,42 @@ class PodScanner:
         self._listings += 1
         pod = PodCgroup(uid, os.path.join(path, self._usage_file), tuple(containers), self._listings, path)
         if key is None or cacheable(key):
-            self._pods[path] = (key, pod)
+            self._pods[path] = (key, pod, self._listings & 1)
         return pod
 
     def scan(self) -> list[PodCgroup]:
-        """Every pod cgroup now present. A pod whose directory vanished mid-scan is left out."""
+        """Every pod cgroup now present. A pod whose directory vanished mid-scan is left out.
+
+        A listed pod directory is checked (one stat) every other pass, half of them on each:
+        a container made just after a check is found on the next pass but one, within the two
+        passes promised; a gone cgroup makes its pod listed on the very next pass (invalidate).
+        """
         stat, cache, with_containers = os.stat, self._pods, self._containers
+        self._passes += 1
+        turn = self._passes & 1
         pods = []
         paths = []
         in_cache = 0
         for path in self._pod_dirs():
-            key: DirKey | None = None
-            if with_containers:
-                try:
-                    st = stat(path)
-                except OSError:  # gone: a sibling may have come in its place, unseen by the count
-                    self._dirs.forget(os.path.dirname(path))
-                    continue
-                key = (st.st_ino, st.st_nlink, st.st_mtime_ns)
             cached = cache.get(path)
-            if cached is not None and cached[0] == key:
+            if cached is not None and (not with_containers or cached[2] != turn):
                 pod: PodCgroup | None = cached[1]
                 in_cache += 1
             else:
-                pod = self._list_pod(path, key)
-                in_cache += path in cache
+                key: DirKey | None = None
+                if with_containers:
+                    try:
+                        st = stat(path)
+                    except OSError:  # gone: a sibling may have come in its place, unseen by the count
+                        self._dirs.forget(os.path.dirname(path))
+                        continue
+                    key = (st.st_ino, st.st_nlink, st.st_mtime_ns)
+                if cached is not None and cached[0] == key:
+                    pod = cached[1]
+                    in_cache += 1
+                else:
+                    pod = self._list_pod(path, key)
+                    in_cache += path in cache
             if pod is not None:
                 pods.append(pod)
                 paths.append(path)
