@@ -189,7 +189,6 @@ class PodScanner:
         self._passes += 1
         turn = self._passes & 1
         pods = []
-        paths = []
         in_cache = 0
         for path in self._pod_dirs():
             cached = cache.get(path)
@@ -213,9 +212,8 @@ class PodScanner:
                     in_cache += path in cache
             if pod is not None:
                 pods.append(pod)
-                paths.append(path)
         if len(cache) > in_cache:  # some cached pods were not met: they are gone
-            for gone in cache.keys() - set(paths):
+            for gone in cache.keys() - {p.path for p in pods}:
                 del cache[gone]
         return pods
 

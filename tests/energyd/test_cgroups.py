@@ -250,12 +250,35 @@ def test_only_the_containers_the_api_lists_are_read(tmp_path: Path) -> None:
     tree.set_container(pod_uid(3), sidecar, 0)
     apps = {pod_uid(1): {app}, pod_uid(3): {app, sidecar}}
     reader = PodUsageReader(tmp_path, known_containers=apps.get)
-    pods = {p.uid: p.containers for p in reader.read().pods}
-    assert pods == {
-        pod_uid(1): {app: 10},  # its only app container: the pod's counter, no container read
-        pod_uid(2): {sandbox: 1, app: 8},  # not known to the API yet: every scope read
-        pod_uid(3): {app: 8, sidecar: 0},  # the sandbox is left out
-    }
+    for _ in range(2):  # the first pass opens the files, the next reads them kept open
+        pods = {p.uid: p.containers for p in reader.read().pods}
+        assert pods == {
+            pod_uid(1): {app: 10},  # its only app container: the pod's counter, no container read
+            pod_uid(2): {sandbox: 1, app: 8},  # not known to the API yet: every scope read
+            pod_uid(3): {app: 8, sidecar: 0},  # the sandbox is left out
+        }
+
+
+def test_a_container_the_api_runs_but_the_listing_lacks_gets_the_pod_listed_again(tmp_path: Path) -> None:
+    tree = CgroupTree(tmp_path)
+    sandbox, app, restarted = container_id(1, 0), container_id(1, 1), container_id(1, 2)
+    tree.set_pod(pod_uid(1), 10)
+    tree.set_container(pod_uid(1), sandbox, 1)
+    tree.set_container(pod_uid(1), app, 8)
+    apps = {pod_uid(1): {app}}
+    reader = PodUsageReader(tmp_path, known_containers=apps.get)
+    assert reader.read().pods == [(pod_uid(1), 10, {app: 10})]
+    # The app container restarts within one interval, and the API says so; link count and
+    # mtime stay as they were, as on cgroupfs.
+    with kernfs_mtime(tree.pod_dir(pod_uid(1))):
+        tree.container_dir(pod_uid(1), app).rename(tree.container_dir(pod_uid(1), restarted))
+    apps[pod_uid(1)] = {restarted}
+    reader.read()
+    assert reader.read().pods == [(pod_uid(1), 10, {restarted: 10})]
+    # The API also lists a finished init container, whose cgroup is gone for good: still read.
+    apps[pod_uid(1)] = {restarted, container_id(1, 3)}
+    for _ in range(3):
+        assert reader.read().pods == [(pod_uid(1), 10, {restarted: 8})]
 
 
 # Real paths (Kepler's cgroup path table, from containerd nodes whose runc did not use systemd).
