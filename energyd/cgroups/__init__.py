@@ -150,19 +150,24 @@ class PodUsageReader:
             for pod in pods_here:
                 fds = open_fds.get(pod)
                 wanted = apps_of(pod.uid) if apps_of is not None and pod.containers else None
-                if fds is not None and wanted is None and pod.usage_file is not None:
-                    # Kept apart for speed: a pod the API does not name, every counter read.
+                # Two cases kept apart for speed (the general path below handles every other, and
+                # tells why a read failed): a pod the API does not name, every counter read; and
+                # one whose sole app container the API names, the pod counter read for it.
+                if fds is not None and pod.usage_file is not None:
                     try:
-                        values = [parse(pread(fd, _READ_BYTES, 0)) for fd in fds]  # type: ignore[arg-type]
+                        if wanted is None:
+                            values = [parse(pread(fd, _READ_BYTES, 0)) for fd in fds]  # type: ignore[arg-type]
+                            containers = dict(zip(pod.container_ids, values[1:], strict=True))
+                            pods.append(PodUsage(pod.uid, values[0], containers))
+                            continue
+                        if len(wanted) == 1:
+                            [cid] = wanted
+                            if cid in pod.container_ids:
+                                pod_us = parse(pread(fds[0], _READ_BYTES, 0))  # type: ignore[arg-type]
+                                pods.append(PodUsage(pod.uid, pod_us, {cid: pod_us}))
+                                continue
                     except (OSError, ValueError, TypeError):  # TypeError: a file that did not open
-                        pass  # the general path below tells which, and why
-                    else:
-                        pods.append(
-                            PodUsage(
-                                pod.uid, values[0], dict(zip(pod.container_ids, values[1:], strict=True))
-                            )
-                        )
-                        continue
+                        pass
                 usage = self._read_pod(scanner, pod, fds, wanted)
                 if usage is not None:
                     pods.append(usage)
