@@ -215,7 +215,8 @@ def main() -> int:
     )
     print(f"2 containers per pod; median of {PASSES} passes (fixture files), {REAL_PASSES} (real cgroups)")
     print(
-        "CPU ms: the pass's own CPU time (thread time), what it costs a node however loaded this machine is"
+        "CPU ms: the pass's own CPU time (thread time; median, and the best pass), less swayed than wall"
+        f" time by other jobs; read CPU ms: the cgroup read alone; load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"{'pods':>26} {'wall ms':>8} {'p95 ms':>7} {'CPU ms':>7} {'µs/pod':>7} {'% core@1Hz':>10}"
