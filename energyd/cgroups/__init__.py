@@ -2,8 +2,11 @@
 
 Counter files stay open between passes and are re-read with pread at offset 0 (cgroupfs
 regenerates a file's text on every read from its start): at a thousand pods that is one
-syscall per cgroup instead of three. A pod's descriptors are dropped when it leaves the scan
-or its directory was listed anew (it may be a recreated cgroup of the same path).
+syscall per cgroup instead of three. A pod's descriptors are dropped when it leaves the scan,
+its directory was listed anew (it may be a recreated cgroup of the same path), or one of its
+cgroups is found gone: its listing is then stale and is made again on the next pass (pods.py
+tells why that is the signal on cgroupfs). Pods come from the kubepods tree (pods.py) and from
+containers laid flat under containerd's own cgroup (flat.py).
 """
 
 from __future__ import annotations
@@ -72,8 +75,8 @@ def _sole_container(pod: PodCgroup, wanted: Collection[str] | None) -> str | Non
     """
     if wanted is None or len(wanted) != 1:
         return None
-    cid = next(iter(wanted))
-    return cid if any(c == cid for c, _ in pod.containers) else None
+    [cid] = wanted
+    return cid if cid in pod.container_ids else None
 
 
 class PodUsageReader:
@@ -257,7 +260,9 @@ class PodUsageReader:
         if not containers:
             return None
         pod_us = self._flat_sums.usage_us(pod.uid, listed)
-        if wanted is not None:
+        if not self._containers:
+            containers = {}
+        elif wanted is not None:
             containers = {cid: us for cid, us in containers.items() if cid in wanted}
         return PodUsage(pod.uid, pod_us, containers)
 

@@ -344,3 +344,10 @@ def test_flat_pods_with_names_read_the_sandbox_for_the_pod_only(tmp_path: Path) 
     tree.set_flat_container(pod_uid(1), app, 100)
     reader = PodUsageReader(tmp_path, known_containers={pod_uid(1): {app}}.get)
     assert reader.read().pods == [(pod_uid(1), 102, {app: 100})]
+
+
+def test_flat_pods_only_export_no_container(tmp_path: Path) -> None:
+    tree = CgroupTree(tmp_path)
+    tree.set_flat_container(pod_uid(1), container_id(1, 0), 2)
+    tree.set_flat_container(pod_uid(1), container_id(1, 1), 5)
+    assert PodUsageReader(tmp_path, containers=False).read().pods == [(pod_uid(1), 7, {})]
