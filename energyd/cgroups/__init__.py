@@ -113,7 +113,7 @@ class PodUsageReader:
         self._scanner: PodScanner | None = None
         self._scanners: list[Scanner] = [FlatPodScanner(hierarchy, self._usage_file)]
         self._flat_sums = FlatPodSums()
-        self._missing: dict[str, frozenset[str]] = {}  # pod path -> API containers it lacks
+        self._missing: dict[str, frozenset[str]] = {}  # pod uid -> API containers it lacks
         self._errors = 0  # of the read under way
         self._max_open = _fd_budget() if max_open_files is None else max_open_files
         # Per pod listing (compared by identity: a relisted pod is a new object, so a
@@ -179,8 +179,8 @@ class PodUsageReader:
             self._forget(set(scanned))
         self._flat_sums.keep_only(scanned)
         if len(self._missing) > len(scanned):
-            paths = {p.path for p in scanned}
-            self._missing = {path: m for path, m in self._missing.items() if path in paths}
+            uids = {p.uid for p in scanned}
+            self._missing = {uid: m for uid, m in self._missing.items() if uid in uids}
         return UsageReading(pods=pods, errors=self._errors)
 
     def _read_pod(
@@ -229,11 +229,11 @@ class PodUsageReader:
         listed = pod.container_ids
         missing = frozenset(c for c in wanted if c not in listed)
         if not missing:
-            self._missing.pop(pod.path, None)
+            self._missing.pop(pod.uid, None)
             return False
-        if self._missing.get(pod.path) == missing:
+        if self._missing.get(pod.uid) == missing:
             return False
-        self._missing[pod.path] = missing
+        self._missing[pod.uid] = missing
         return True
 
     def _usage(
