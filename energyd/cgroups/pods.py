@@ -105,7 +105,7 @@ def cacheable(key: DirKey) -> bool:
 
 
 class ListingCache:
-    """Directory listings kept while the directory's link count stays what it was when listed."""
+    """Directory listings, kept while the directory's key (dir_key) stays what it was when listed."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[DirKey, list[str]]] = {}

@@ -36,6 +36,7 @@ def settled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Case, tup
     pods that predate energyd; made together and aged once for the module."""
     cases: list[Case] = [("made", v, d) for v, d in LAYOUTS]
     cases += [(test, v, "systemd") for test in ("flat", "wired") for v in (1, 2)]
+    cases += [("names", 1, "cgroupfs"), ("names", 2, "systemd")]
     with contextlib.ExitStack() as stack:
         roots = {}
         for case in cases:
@@ -48,8 +49,10 @@ def settled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Case, tup
                 flat.add_container(pod_uid(1), FLAT_APP)
             else:
                 RealPods(hierarchy, driver).add_pod(pod_uid(0))
-            if test == "made":
+            if test in ("made", "names"):
                 RealPods(hierarchy, driver).add_container(pod_uid(0), container_id(0))
+            if test == "names":
+                RealPods(hierarchy, driver).add_container(pod_uid(0), container_id(0, 1))
         time.sleep(SETTLE_S)
         yield roots
 
@@ -119,6 +122,26 @@ def test_cgroups_made_after_the_first_pass_are_found(
     del expected[pod_uid(2)]
     expected[pod_uid(0)] = {container_id(0, 2)}
     assert seen(reader) == expected
+    reader.close()
+
+
+@pytest.mark.parametrize(("version", "driver"), [(1, "cgroupfs"), (2, "systemd")])
+def test_a_restarted_container_the_api_names_is_found(
+    settled: dict[Case, tuple[Path, Path]], version: int, driver: str
+) -> None:
+    # With names from the API, a pod whose one app container is known is read at the pod level
+    # only: the restarted container's new id, not the removed cgroup, tells its listing is stale.
+    root, hierarchy = settled[("names", version, driver)]
+    kube = RealPods(hierarchy, driver)
+    app, restarted = container_id(0, 1), container_id(0, 2)  # container_id(0) is the sandbox
+    apps = {pod_uid(0): {app}}
+    reader = PodUsageReader(root, known_containers=apps.get)
+    assert seen(reader) == {pod_uid(0): {app}}
+    kube.remove(kube.container(pod_uid(0), app))
+    kube.add_container(pod_uid(0), restarted)
+    apps[pod_uid(0)] = {restarted}
+    assert passes_until(reader, {pod_uid(0): {restarted}}) is not None
+    assert seen(reader) == {pod_uid(0): {restarted}}
     reader.close()
 
 
