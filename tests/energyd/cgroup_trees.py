@@ -17,6 +17,35 @@ from tests.energyd.fixture_trees import write_powercap_zone, write_proc_stat
 RUNTIME_PREFIX = {"containerd": "cri-containerd-", "crio": "crio-", "docker": "docker-"}
 
 
+def pod_dir(hierarchy: Path, driver: str, uid: str, qos: str = "burstable") -> Path:
+    """Where the kubelet puts a pod's cgroup in one hierarchy, with the systemd or cgroupfs driver."""
+    if driver == "systemd":
+        base = hierarchy / "kubepods.slice"
+        unit_uid = uid.replace("-", "_")
+        if qos == "guaranteed":
+            return base / f"kubepods-pod{unit_uid}.slice"
+        return base / f"kubepods-{qos}.slice" / f"kubepods-{qos}-pod{unit_uid}.slice"
+    base = hierarchy / "kubepods"
+    return base / f"pod{uid}" if qos == "guaranteed" else base / qos / f"pod{uid}"
+
+
+def container_dir(pod: Path, driver: str, runtime: str, container_id: str) -> Path:
+    if driver == "systemd":
+        return pod / f"{RUNTIME_PREFIX[runtime]}{container_id}.scope"
+    return pod / container_id
+
+
+def flat_container_dir(hierarchy: Path, uid: str, container_id: str, qos: str = "burstable") -> Path:
+    """A container cgroup as runc makes it from a systemd-style path when it is not using systemd
+    itself: flat under containerd's own cgroup, named ``<pod slice>:cri-containerd:<id>`` (the
+    shape of containerd issue #5226 and of Kepler's cgroup path table)."""
+    unit_uid = uid.replace("-", "_")
+    pod_slice = (
+        f"kubepods-pod{unit_uid}.slice" if qos == "guaranteed" else f"kubepods-{qos}-pod{unit_uid}.slice"
+    )
+    return hierarchy / "system.slice/containerd.service" / f"{pod_slice}:cri-containerd:{container_id}"
+
+
 class CgroupTree:
     """A fake cgroup mount: pods and containers whose CPU counters a test sets at will."""
 
@@ -40,20 +69,13 @@ class CgroupTree:
         self._qos: dict[str, str] = {}
 
     def pod_dir(self, uid: str) -> Path:
-        qos = self._qos[uid]
-        if self.driver == "systemd":
-            base = self.hierarchy / "kubepods.slice"
-            unit_uid = uid.replace("-", "_")
-            if qos == "guaranteed":
-                return base / f"kubepods-pod{unit_uid}.slice"
-            return base / f"kubepods-{qos}.slice" / f"kubepods-{qos}-pod{unit_uid}.slice"
-        base = self.hierarchy / "kubepods"
-        return base / f"pod{uid}" if qos == "guaranteed" else base / qos / f"pod{uid}"
+        return pod_dir(self.hierarchy, self.driver, uid, self._qos[uid])
 
     def container_dir(self, uid: str, container_id: str) -> Path:
-        if self.driver == "systemd":
-            return self.pod_dir(uid) / f"{RUNTIME_PREFIX[self.runtime]}{container_id}.scope"
-        return self.pod_dir(uid) / container_id
+        return container_dir(self.pod_dir(uid), self.driver, self.runtime, container_id)
+
+    def set_flat_container(self, uid: str, container_id: str, usage_us: int) -> None:
+        self._write_usage(flat_container_dir(self.hierarchy, uid, container_id), usage_us)
 
     def _write_usage(self, directory: Path, usage_us: int) -> None:
         # Fixed-width values overwritten in place by one pwrite: a concurrent reader (the daemon
