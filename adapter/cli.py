@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
+from adapter import __version__, serving
 from adapter.errors import AdapterError, QueryError
 from adapter.loop import Actuator, AdaptLoop, LoopSettings, StepResult
 from adapter.metrics import AdapterMetrics
@@ -30,6 +31,7 @@ from adapter.profiles import Profile, load_profiles
 from adapter.query import NODE_TOTAL_MATCHER, PrometheusQuery
 from adapter.settings import TOKEN_ENV, AdapterSettings, default_profiles_dir
 from adapter.solve import SOLVER_NAMES, get_solver
+from energyd import logs
 
 logger = logging.getLogger(__name__)
 
@@ -201,13 +203,13 @@ def build_loops(
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from adapter.api import create_app
 
     settings = settings_from_args(args)
     try:
         profiles = load_profiles(settings.profiles_dir)
+        if not profiles:
+            raise AdapterError(f"--profiles {settings.profiles_dir}: no *.yaml, *.yml or *.json profile in it")
         query = (
             PrometheusQuery(
                 settings.prometheus_url,
@@ -224,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         )
         actuator = build_actuator(settings)
         loops = build_loops(settings, profiles, query, actuator)
+        sock = serving.listen(settings.host, settings.port)
     except (AdapterError, ValueError, OSError) as exc:
         print(f"adapter run: {exc}", file=sys.stderr)
         return 2
@@ -231,13 +234,9 @@ def run(args: argparse.Namespace) -> int:
     predictor = make_predictor(settings.predictor, settings.history_window_s, settings.headroom)
     app = create_app(profiles, metrics, get_solver, actuator, predictor, query, settings)
     runner = LoopRunner(loops, metrics, settings.interval_s, query.p99_latency_s if query else None)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=settings.host, port=settings.port, workers=1, log_level=args.log_level.lower()
-        )
-    )
+    server = serving.server(app, args.log_level)
     print(
-        f"adapter: API on http://{settings.host}:{settings.port}/docs, {len(loops)} loop(s) every "
+        f"adapter: API on http://{settings.host}:{sock.getsockname()[1]}/docs, {len(loops)} loop(s) every "
         f"{settings.interval_s:g} s, {'applying to Seldon ' + settings.seldon if settings.apply else 'dry run'}",
         flush=True,
     )
@@ -247,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, _after_shutdown)
     runner.start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         runner.stop()
         if query is not None:
@@ -270,7 +269,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"OpenAPI docs at /docs. apply over the API needs the bearer token in ${TOKEN_ENV}. "
             "Prometheus unreachable: the last decision stays, the adapter reports degraded."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=logs.DefaultsHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address the API listens on")
     p.add_argument("--port", type=int, default=8080, help="API port")
@@ -313,8 +312,8 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("delta", 1e-6, "batch size"),
     ):
         p.add_argument(f"--{name}", type=float, default=default, help=f"objective weight of {what}")
-    p.add_argument("--replicas-min", type=int, default=1)
-    p.add_argument("--replicas-max", type=int, default=32)
+    p.add_argument("--replicas-min", type=int, default=1, help="fewest replicas per stage")
+    p.add_argument("--replicas-max", type=int, default=32, help="most replicas per stage")
     p.add_argument("--apply", action="store_true", help="patch Seldon objects (default: dry run, log only)")
     p.add_argument("--seldon", choices=("v1", "v2"), default="v1", help="SeldonDeployment (v1) or Model (v2)")
     p.add_argument("--namespace", default="default", help="namespace of the Seldon objects")
@@ -354,7 +353,8 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=NODE_TOTAL_MATCHER,
         help="label matchers on energyd's pod energy, so that overlapping zones count once (default: %(default)s)",
     )
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--log-level", default="INFO", choices=logs.LOG_LEVELS, help="least severity logged")
+    logs.add_log_format(p)
     p.set_defaults(func=run)
 
 
@@ -383,6 +383,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="adapter", description="Energy-aware autoscaler for ML inference pipelines"
     )
+    logs.add_version(top, "adapter", __version__)
     subparsers = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(subparsers)
     for module, commands in SUBCOMMAND_MODULES.items():
@@ -392,9 +393,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     # One line per Prometheus query every interval would drown what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
