@@ -157,12 +157,12 @@ def build_actuator(settings: AdapterSettings) -> Actuator:
     from adapter.actuate.seldon import SeldonActuator
 
     if settings.kubeconfig is not None:
-        config.load_kube_config(config_file=str(settings.kubeconfig))  # type: ignore[no-untyped-call]
+        config.load_kube_config(config_file=str(settings.kubeconfig))
     else:
         try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
+            config.load_kube_config()
     version: Literal["v1", "v2"] = "v2" if settings.seldon == "v2" else "v1"
     return SeldonActuator(
         client.CustomObjectsApi(), settings.namespace, version, apply=True, variant_uris=settings.variant_uris
