@@ -23,6 +23,7 @@ from typing import Literal
 
 from adapter import __version__, serving
 from adapter.errors import AdapterError, QueryError
+from adapter.extras import missing_extra_message
 from adapter.loop import Actuator, AdaptLoop, LoopSettings, StepResult
 from adapter.metrics import AdapterMetrics
 from adapter.predict import PREDICTOR_NAMES, make_predictor
@@ -398,6 +399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc, args.command)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The reader went away (`adapter simulate ... | head`): not an error of ours. Point stdout
         # at /dev/null so that the interpreter's final flush does not raise again.

@@ -32,10 +32,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str, log_format: str) -> None:
-    """One handler on the root logger, on stderr; every library logger propagates to it."""
+    """One handler on the root logger, on stderr; every library logger propagates to it. As with
+    logging.basicConfig, a root logger that already has handlers (an embedding program's, a
+    test runner's) is left as it is."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def add_version(parser: argparse.ArgumentParser, prog: str, version: str) -> None:

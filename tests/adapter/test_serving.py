@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from adapter.cli import main
+from adapter.extras import missing_extra_message
 from tests.prom import free_port
 
 ADAPTER = [sys.executable, "-c", "import sys; from adapter.cli import main; sys.exit(main())"]
@@ -106,3 +107,12 @@ def get_or_none(url: str) -> int | None:
         return get(url)[0]
     except (urllib.error.URLError, ConnectionError):
         return None
+
+
+def test_a_command_without_its_extra_says_what_to_install(capsys: pytest.CaptureFixture[str]) -> None:
+    message = missing_extra_message(ModuleNotFoundError("no", name="matplotlib.figure"), "evaluate")
+    assert (
+        message
+        == "adapter evaluate: needs matplotlib, which this installation lacks: pip install 'energyd[eval]'"
+    )
+    assert missing_extra_message(ModuleNotFoundError("no", name="adapter.nothing"), "run") is None

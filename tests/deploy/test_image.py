@@ -144,6 +144,22 @@ def test_adapter_set_has_no_evaluation_tools_and_the_adapter_starts_from_it(
         tmp_path,
         f"http://127.0.0.1:{port}/docs",
     )
+    # A command whose extra is not installed says which one, instead of a traceback.
+    evaluate = subprocess.run(
+        [
+            str(bin_dir / "adapter"),
+            "evaluate",
+            "--profiles",
+            str(REPO / "adapter/data/profiles/video.yaml"),
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert evaluate.returncode == 2 and "pip install 'energyd[eval]'" in evaluate.stderr, evaluate.stderr
     # The API docs page comes with its assets from the installed package, not from a CDN.
     assert "swagger-ui-bundle.js" in body and "http" not in body.replace(f"127.0.0.1:{port}", "")
 
