@@ -1,5 +1,6 @@
-"""What both CLIs share (energyd/logs.py): --version, --log-format json, and --help that gives
-every option a help text and says each default once."""
+"""What both CLIs share (energyd/logs.py): --version, --log-format json, --help that gives
+every option a help text and says each default once; and energyd's port in use is one line
+before anything says it listens (the adapter's: tests/adapter/test_serving.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import argparse
 import json
 import logging
 import re
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,7 @@ from adapter.cli import parser as adapter_parser
 from energyd import __version__ as energyd_version
 from energyd import logs
 from energyd.cli import parser as energyd_parser
+from tests.energyd.cgroup_trees import NodeTree
 
 
 @pytest.mark.parametrize(
@@ -93,3 +97,25 @@ def test_defaults_formatter_appends_only_missing_defaults() -> None:
     assert "API port (default: 8080)" in text and "(default: None)" not in text
     assert "(default: False)" not in text and text.count("default") == 2
     logging.getLogger().handlers.clear()
+
+
+def test_energyd_port_in_use_is_one_line_and_nothing_claims_to_listen(tmp_path: Path) -> None:
+    roots = NodeTree(tmp_path).roots
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [
+                sys.executable, "-c", "import sys; from energyd.cli import main; sys.exit(main())",
+                "run", "--source=estimate", "--host=127.0.0.1", f"--port={port}",
+                f"--sysfs-root={roots.sysfs}", f"--procfs-root={roots.procfs}", f"--cgroup-root={roots.cgroup}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert not [line for line in lines if "serving" in line or "listening" in line], lines
+    assert lines[-1].startswith("energyd: error: cannot listen on 127.0.0.1:") and "in use" in lines[-1]
