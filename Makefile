@@ -54,11 +54,11 @@ EVAL_PROFILES ?= $(filter-out adapter/data/profiles/synthetic-%,$(wildcard adapt
 evaluate: $(STAMP)  ## simulate workloads x policies x seeds; writes docs/evaluation/README.md + PNGs
 	$(BIN)/adapter evaluate --profiles $(EVAL_PROFILES) --out docs/evaluation --seeds 3 --jobs 2
 
-dashboards: $(STAMP)  ## regenerate the committed Grafana dashboards' JSON in dashboards/json/ (and its ConfigMap)
+dashboards: $(STAMP)  ## regenerate the committed Grafana dashboards' JSON in deploy/grafana/dashboards/
 	$(BIN)/python -m dashboards.generate
 
 sizes: $(STAMP)  ## installed size of each runtime set from the built wheel (docs/deploy.md)
-	$(BIN)/python scripts/install_sizes.py
+	$(BIN)/python -m tests.deploy.wheelenv
 
 # The whole stack on one machine with a simulated pipeline (docs/run.md); RUN_ARGS passes options
 # to the orchestrator, e.g. RUN_ARGS='--workload steady_high'. Ctrl-C stops every process it started.

@@ -216,3 +216,11 @@ def test_dockerignore_lets_through_exactly_what_the_builder_copies() -> None:
     assert set(copied) == {"pyproject.toml", "README.md", "energyd", "adapter"}
     assert [p for p in copied if ignored(p)] == []
     assert ignored("tests/deploy/test_image.py") and ignored(".venv/bin/python") and ignored("deploy/base")
+
+
+def test_make_run_installs_only_the_adapter_set() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    run = re.search(r"^run: (.*?)##", makefile, re.MULTILINE)
+    assert run and run.group(1).split() == ["$(RUN_STAMP)", "prometheus"]
+    recipe = re.search(r"^\$\(RUN_STAMP\):.*?\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert recipe and "pip install -q -e '.[adapter]'" in recipe.group(1) and "dev" not in recipe.group(1)
