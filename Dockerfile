@@ -1,43 +1,56 @@
 # syntax=docker/dockerfile:1.7
-# One image for both services: `energyd` (the node DaemonSet) and `adapter` (the Deployment).
-#   docker build -t energyd:0.1.0 .
-#   docker build --target perf -t energyd:0.1.0-perf .    # adds linux-perf for the perf fallback
+# Two images from one wheel, each with only what its service imports (pyproject.toml's extras):
+#   docker build --target energyd -t energyd:0.1.0 .              # the node DaemonSet
+#   docker build --target energyd-perf -t energyd:0.1.0-perf .    # + linux-perf (deploy/overlays/perf)
+#   docker build --target adapter -t energyd-adapter:0.1.0 .      # the autoscaler Deployment
 # The base is pinned to an exact release; pin its digest too when your registry policy asks:
 #   docker buildx imagetools inspect python:3.11.11-slim-bookworm
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
-# --- builder: the project's wheel and every dependency's wheel, nothing installed ---
+# --- builder: the project's wheel and every runtime dependency's wheel, nothing installed ---
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY energyd ./energyd
 COPY adapter ./adapter
-# Every dependency ships manylinux wheels for CPython 3.11: nothing is compiled, and a slim base
-# has no compiler to fall back on, so a missing wheel fails the build instead of growing it.
-RUN pip wheel --prefer-binary --wheel-dir /wheels .
+# The adapter's set contains energyd's. Every dependency ships manylinux wheels for CPython
+# 3.11: nothing is compiled, and a slim base has no compiler to fall back on, so a missing wheel
+# fails the build instead of growing it.
+RUN pip wheel --prefer-binary --wheel-dir /wheels '.[adapter]'
 
-# --- runtime: the wheels installed offline; no build tools, no wheel files left behind ---
-FROM ${PYTHON_IMAGE} AS runtime
+# --- base: what both runtime images share ---
+FROM ${PYTHON_IMAGE} AS base
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
-    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MPLCONFIGDIR=/tmp
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+
+# --- energyd: prometheus-client and the kubernetes client only ---
+# The wheels reach the image through a BuildKit bind mount: installed offline, never a layer.
+FROM base AS energyd
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels energyd \
- && energyd --help >/dev/null && adapter --help >/dev/null
-# Non-root by default (the adapter needs nothing more). energyd's DaemonSet sets runAsUser 0,
-# with every capability dropped, because energy_uj is readable by root only (Linux >= 5.10).
+ && energyd --help >/dev/null
+# Non-root by default; the DaemonSet sets runAsUser 0 with every capability dropped, because
+# energy_uj is readable by root only (Linux >= 5.10).
 USER 65532:65532
-EXPOSE 8080 9102
-ENTRYPOINT ["adapter"]
-CMD ["run", "--host", "0.0.0.0"]
+EXPOSE 9102
+ENTRYPOINT ["energyd"]
+CMD ["run"]
 
-# --- perf: the runtime plus the perf binary (opt-in, deploy/overlays/perf) ---
-FROM runtime AS perf
+# --- energyd-perf: energyd plus the perf binary (opt-in, deploy/overlays/perf) ---
+FROM energyd AS energyd-perf
 USER 0:0
 RUN apt-get update \
  && apt-get install -y --no-install-recommends linux-perf \
  && rm -rf /var/lib/apt/lists/*
 USER 65532:65532
 
-# The default target (last stage): the plain runtime.
-FROM runtime AS final
+# --- adapter: the API, the solvers and the Prometheus client ---
+FROM base AS adapter
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels 'energyd[adapter]' \
+ && adapter --version && adapter run --help >/dev/null
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["adapter"]
+CMD ["run", "--host", "0.0.0.0"]

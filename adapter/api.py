@@ -23,6 +23,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -170,7 +171,8 @@ def create_app(
     liveness: Callable[[], Mapping[str, str]] | None = None,
 ) -> FastAPI:
     """`liveness` gives the reasons the adaptation loop is unhealthy (a step overdue), if any."""
-    app = FastAPI(
+    # /docs and /redoc with their assets served from the package, not a CDN: they work offline.
+    app = FastAPIOffline(
         title="energyd adapter",
         summary="Energy-aware configuration of ML inference pipelines (variant, batch, replicas per stage)",
     )

@@ -27,8 +27,9 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from adapter import limits
+from adapter import __version__, limits, serving
 from adapter.errors import AdapterError, QueryError
+from adapter.extras import missing_extra_message
 from adapter.loop import Actuator, AdaptLoop, LoopSettings, StepResult
 from adapter.metrics import AdapterMetrics
 from adapter.predict import PREDICTOR_NAMES, make_predictor
@@ -37,6 +38,7 @@ from adapter.profiles import Profile, default_sla_s, load_profile, load_profiles
 from adapter.query import NODE_TOTAL_MATCHER, PrometheusQuery
 from adapter.settings import TOKEN_ENV, AdapterSettings, default_profiles_dir
 from adapter.solve import SOLVER_NAMES, get_solver
+from energyd import logs
 
 logger = logging.getLogger(__name__)
 
@@ -220,12 +222,12 @@ def build_actuator(settings: AdapterSettings) -> Actuator:
     from adapter.actuate.seldon import SeldonActuator
 
     if settings.kubeconfig is not None:
-        config.load_kube_config(config_file=str(settings.kubeconfig))  # type: ignore[no-untyped-call]
+        config.load_kube_config(config_file=str(settings.kubeconfig))
     else:
         try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            config.load_incluster_config()
         except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
+            config.load_kube_config()
     version: Literal["v1", "v2"] = "v2" if settings.seldon == "v2" else "v1"
     return SeldonActuator(
         client.CustomObjectsApi(), settings.namespace, version, apply=True, variant_uris=settings.variant_uris
@@ -266,8 +268,6 @@ def build_loops(
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from adapter.api import create_app
 
     if args.replicas_min > args.replicas_max:
@@ -279,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     try:
         profiles = load_profiles(settings.profiles_dir)
+        if not profiles:
+            raise AdapterError(f"--profiles {settings.profiles_dir}: no *.yaml, *.yml or *.json profile in it")
         query = (
             PrometheusQuery(
                 settings.prometheus_url,
@@ -295,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
         )
         actuator = build_actuator(settings)
         loops = build_loops(settings, profiles, query, actuator)
+        sock = serving.listen(settings.host, settings.port)
     except (AdapterError, ValueError, OSError) as exc:
         print(f"adapter run: {exc}", file=sys.stderr)
         return 2
@@ -304,19 +307,10 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(
         profiles, metrics, get_solver, actuator, predictor, query, settings, liveness=runner.liveness
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            workers=1,
-            log_level=args.log_level.lower(),
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        )
-    )
+    server = serving.server(app, args.log_level, GRACEFUL_SHUTDOWN_S)
     slas = ", ".join(f"{loop.settings.pipeline} {loop.settings.sla_s:.3g} s" for loop in loops)
     print(
-        f"adapter: API on http://{settings.host}:{settings.port}/docs, {len(loops)} loop(s) every "
+        f"adapter: API on http://{settings.host}:{sock.getsockname()[1]}/docs, {len(loops)} loop(s) every "
         f"{settings.interval_s:g} s, {'applying to Seldon ' + settings.seldon if settings.apply else 'dry run'}"
         f"{', SLA ' + slas if slas else ''}",
         flush=True,
@@ -327,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, _after_shutdown)
     runner.start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         runner.stop()
         if query is not None:
@@ -365,7 +359,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"OpenAPI docs at /docs. apply over the API needs the bearer token in ${TOKEN_ENV}. "
             "Prometheus unreachable: the last decision stays, the adapter reports degraded."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=logs.DefaultsHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address the API listens on")
     p.add_argument("--port", type=bounded_int(1, 65535), default=8080, help="API port")
@@ -418,8 +412,8 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help=f"objective weight of {what}",
         )
     replicas = bounded_int(1, limits.MAX_REPLICAS)
-    p.add_argument("--replicas-min", type=replicas, default=1)
-    p.add_argument("--replicas-max", type=replicas, default=32)
+    p.add_argument("--replicas-min", type=replicas, default=1, help="fewest replicas per stage")
+    p.add_argument("--replicas-max", type=replicas, default=32, help="most replicas per stage")
     p.add_argument("--apply", action="store_true", help="patch Seldon objects (default: dry run, log only)")
     p.add_argument("--seldon", choices=("v1", "v2"), default="v1", help="SeldonDeployment (v1) or Model (v2)")
     p.add_argument("--namespace", default="default", help="namespace of the Seldon objects")
@@ -467,7 +461,8 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=NODE_TOTAL_MATCHER,
         help="label matchers on energyd's pod energy, so that overlapping zones count once (default: %(default)s)",
     )
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--log-level", default="INFO", choices=logs.LOG_LEVELS, help="least severity logged")
+    logs.add_log_format(p)
     p.set_defaults(func=run)
 
 
@@ -561,6 +556,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="adapter", description="Energy-aware autoscaler for ML inference pipelines"
     )
+    logs.add_version(top, "adapter", __version__)
     subparsers = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(subparsers)
     _add_decide(subparsers)
@@ -571,13 +567,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     # One line per Prometheus query every interval would drown what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc, args.command)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The reader went away (`adapter simulate ... | head`): not an error of ours. Point stdout
         # at /dev/null so that the interpreter's final flush does not raise again.

@@ -1,10 +1,11 @@
-"""energyd dashboard: node and pod watts (node totals and per zone), unattributed energy, health."""
+"""energyd dashboard: node and pod watts (node totals and per zone), energy per day and its CO2,
+power per namespace, one pod drilled into, idle vs dynamic power, unattributed energy, health."""
 
 from __future__ import annotations
 
 from grafanalib.core import Dashboard
 
-from dashboards.panels import dashboard, label_variable, stat, table, timeseries
+from dashboards.panels import dashboard, label_variable, number_variable, stat, table, timeseries
 
 UID = "energyd-node-energy"
 NODE_ONLY = 'instance=~"$instance"'
@@ -16,6 +17,12 @@ POD = f'{NODE}, namespace=~"$namespace"'
 TOTAL = f'{NODE_ONLY}, node_total="true"'
 POD_TOTAL = f'{TOTAL}, namespace=~"$namespace"'
 PER_ZONE = "One series per zone: zones overlap, so read packages + dram, or psys alone, never both."
+DRILL = f'{TOTAL}, namespace=~"$namespace", pod=~"$pod"'
+# gCO2 per kWh of the grid that feeds the nodes: the `carbon_intensity` variable, this default
+# until the user types theirs. 475 g/kWh is the IEA's world average for electricity generation.
+CARBON_INTENSITY_G_PER_KWH = 475
+JOULES_PER_KWH = 3.6e6
+DAY_KWH = f"sum(increase(energyd_node_energy_joules_total{{{TOTAL}}}[1d])) / {JOULES_PER_KWH:g}"
 
 
 def build() -> Dashboard:
@@ -28,7 +35,7 @@ def build() -> Dashboard:
             "summed: each joule once.",
         ),
         timeseries(
-            "Top 10 pods by power per zone",
+            "Top 10 pods by power",
             [
                 (
                     f"topk(10, sum by (namespace, pod) "
@@ -59,7 +66,7 @@ def build() -> Dashboard:
             "Which reader measured the energy: powercap, perf, or estimate (not a measurement).",
         ),
         timeseries(
-            "Top 10 pods by power",
+            "Top 10 pods by power per zone",
             [
                 (
                     f"topk(10, sum by (namespace, pod, zone) "
@@ -86,6 +93,85 @@ def build() -> Dashboard:
             "watt",
             "Per zone, pods + system + idle = the zone's energy: busy time outside pods is 'system', "
             "the rest 'idle'.",
+        ),
+        timeseries(
+            "Power per namespace",
+            [
+                (
+                    f"sum by (namespace) (rate(energyd_pod_energy_joules_total{{{POD_TOTAL}}}[$__rate_interval]))",
+                    "{{namespace}}",
+                )
+            ],
+            "watt",
+            'The pods of each namespace together, over the node_total="true" zones: each joule once.',
+        ),
+        timeseries(
+            "Idle vs dynamic power",
+            [
+                (
+                    f'sum(rate(energyd_unattributed_energy_joules_total{{{TOTAL}, kind="idle"}}[$__rate_interval]))',
+                    "idle",
+                ),
+                (
+                    f"sum(rate(energyd_pod_energy_joules_total{{{TOTAL}}}[$__rate_interval])) + "
+                    f'sum(rate(energyd_unattributed_energy_joules_total{{{TOTAL}, kind="system"}}[$__rate_interval]))',
+                    "dynamic (pods + system)",
+                ),
+            ],
+            "watt",
+            "Idle: the share of the node's energy spent while its CPUs were idle (energyd's 'idle'). "
+            "Dynamic: the rest, spent on busy CPU time, in pods or outside them ('system'). "
+            "Idle power is paid whatever runs: consolidating work onto fewer nodes is what lowers it.",
+        ),
+        stat(
+            "Energy per day",
+            [(DAY_KWH, "")],
+            "kwatth",
+            description="The selected nodes' energy over the last 24 hours, in kWh "
+            '(node_total="true" zones). A node that has not run a whole day counts what it has.',
+        ),
+        stat(
+            "CO2 per day",
+            [(f"{DAY_KWH} * $carbon_intensity", "")],
+            "massg",
+            description="Energy per day times the carbon_intensity variable (gCO2/kWh of your grid; "
+            f"default {CARBON_INTENSITY_G_PER_KWH}, the IEA's world average for electricity).",
+        ),
+        timeseries(
+            "Energy per day by node",
+            [
+                (
+                    f"sum by (instance) (increase(energyd_node_energy_joules_total{{{TOTAL}}}[1d])) / {JOULES_PER_KWH:g}",
+                    "{{instance}}",
+                )
+            ],
+            "kwatth",
+            "Each node's energy over the 24 hours before each point, in kWh.",
+        ),
+        timeseries(
+            "Pod power ($pod)",
+            [
+                (
+                    f"sum by (namespace, pod) (rate(energyd_pod_energy_joules_total{{{DRILL}}}[$__rate_interval]))",
+                    "{{namespace}}/{{pod}}",
+                ),
+            ],
+            "watt",
+            'The pods picked in the pod variable, over the node_total="true" zones.',
+        ),
+        timeseries(
+            "Pod share of its node ($pod)",
+            [
+                (
+                    f"sum by (instance, namespace, pod) "
+                    f"(rate(energyd_pod_energy_joules_total{{{DRILL}}}[$__rate_interval])) "
+                    f"/ on (instance) group_left sum by (instance) "
+                    f"(rate(energyd_node_energy_joules_total{{{TOTAL}}}[$__rate_interval]))",
+                    "{{namespace}}/{{pod}} on {{instance}}",
+                )
+            ],
+            "percentunit",
+            "The picked pods' part of their node's energy (idle included in the node, not in the pod).",
         ),
         table(
             "Energy per pod over the time range",
@@ -134,6 +220,8 @@ def build() -> Dashboard:
             label_variable("instance", "energyd_node_power_watts", "instance"),
             label_variable("zone", "energyd_node_power_watts", "zone"),
             label_variable("namespace", "energyd_pod_energy_joules_total", "namespace"),
+            label_variable("pod", "energyd_pod_energy_joules_total", "pod"),
+            number_variable("carbon_intensity", "Carbon intensity (gCO2/kWh)", CARBON_INTENSITY_G_PER_KWH),
         ],
         panels,
     )

@@ -1,6 +1,9 @@
 """Panel builders shared by the dashboards: every panel reads the `datasource` variable and sets a unit.
 
-Grafana units used here: watt, joule, s, reqps, ops, percent, short, none.
+Grafana units used here: watt, joule, kwatth, massg, s, reqps, ops, percent, percentunit, short, none.
+The JSON is today's Grafana model (schemaVersion 41, data sources referenced as objects): grafanalib
+writes whatever its fields hold, so the references and the version are set here, and
+tests/dashboards/test_dashboards_schema.py checks the output against grafana-foundation-sdk.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from grafanalib.core import (
     TimeSeries,
 )
 
-DATASOURCE = "${datasource}"
+# Grafana 12's dashboard schema (grafana-foundation-sdk's Dashboard model defaults to it).
+SCHEMA_VERSION = 41
+# Every query goes to the Prometheus the `datasource` variable picks.
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PANEL_WIDTH = 12
 PANEL_HEIGHT = 8
 # A query is (PromQL, legend). Legends use Prometheus label templates, e.g. "{{zone}}".
@@ -34,11 +40,11 @@ def datasource_variable() -> Template:
     return Template(name="datasource", label="Data source", type="datasource", query="prometheus")
 
 
-def label_variable(name: str, metric: str, label: str) -> Template:
+def label_variable(name: str, metric: str, label: str, title: str = "") -> Template:
     """A multi-select over the values `label` takes on `metric`; 'All' matches every value."""
     return Template(
         name=name,
-        label=label,
+        label=title or label,
         dataSource=DATASOURCE,
         query=f"label_values({metric}, {label})",
         includeAll=True,
@@ -49,9 +55,27 @@ def label_variable(name: str, metric: str, label: str) -> Template:
     )
 
 
-def _targets(queries: Sequence[Query], instant: bool = False) -> list[Target]:
+def number_variable(name: str, label: str, default: float) -> Template:
+    """A free-text number the user may change (Grafana's textbox variable), `default` until then."""
+    return Template(
+        name=name,
+        label=label,
+        type="textbox",
+        query=f"{default:g}",
+        default=f"{default:g}",
+    )
+
+
+def _targets(queries: Sequence[Query], instant: bool = False, table: bool = False) -> list[Target]:
     return [
-        Target(expr=expr, legendFormat=legend, refId=chr(ord("A") + i), instant=instant)
+        Target(
+            expr=expr,
+            legendFormat=legend,
+            refId=chr(ord("A") + i),
+            instant=instant,
+            datasource=DATASOURCE,
+            **({"format": "table"} if table else {}),
+        )
         for i, (expr, legend) in enumerate(queries)
     ]
 
@@ -97,10 +121,7 @@ def table(title: str, queries: Sequence[Query], unit: str, description: str = ""
         title=title,
         description=description,
         dataSource=DATASOURCE,
-        targets=[
-            Target(expr=expr, legendFormat=legend, refId=chr(ord("A") + i), instant=True, format="table")
-            for i, (expr, legend) in enumerate(queries)
-        ],
+        targets=_targets(queries, instant=True, table=True),
         unit=unit,
         transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
     )
@@ -138,6 +159,7 @@ def dashboard(
     return Dashboard(
         title=title,
         uid=uid,
+        schemaVersion=SCHEMA_VERSION,
         tags=list(tags),
         timezone="utc",
         refresh="30s",

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
 
+from energyd import __version__, logs
 from energyd.cgroups import CgroupError, PodUsageReader
 from energyd.cgroups.names import PodResolver, from_environment
 from energyd.config import SOURCE_CHOICES, Config, Roots
@@ -158,7 +159,9 @@ def parser() -> argparse.ArgumentParser:
         description="Node energy telemetry: RAPL energy per zone, attributed to pods by CPU time, "
         "exported for Prometheus.",
     )
-    top.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    top.add_argument("--log-level", default="INFO", choices=logs.LOG_LEVELS, help="least severity logged (INFO)")
+    logs.add_log_format(top)
+    logs.add_version(top, "energyd", __version__)
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
@@ -239,7 +242,7 @@ def _run(config: Config) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format)
     try:
         if args.command == "probe":
             print(format_probe(probe(_roots(args))))

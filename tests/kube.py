@@ -59,7 +59,7 @@ def standin_api(store: KubeStore) -> Iterator[client.ApiClient]:
     try:
         yield api_client
     finally:
-        api_client.close()  # type: ignore[no-untyped-call]
+        api_client.close()
         server.close()
 
 

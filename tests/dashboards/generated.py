@@ -1,4 +1,4 @@
-"""The dashboards as `make dashboards` writes them, and the PromQL inside them."""
+"""The dashboards as `make dashboards` writes them (here into a scratch folder), and the PromQL inside them."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ import yaml
 from tests.dashboards.generated import REPO, expressions, generate, panels, variables_used
 
 GRAFANA_BUILTINS = {"__rate_interval", "__range", "__interval"}
-UNITS = {"watt", "joule", "s", "reqps", "ops", "percent", "percentunit", "short", "none"}
+UNITS = {"watt", "joule", "kwatth", "massg", "s", "reqps", "ops", "percent", "percentunit", "short", "none"}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # The metric names energyd, the adapter and Seldon Core v1 export (shared/interfaces.md, issues 2-3).
 KNOWN_METRICS = {
     "energyd_node_energy_joules_total",
@@ -65,9 +66,12 @@ def test_datasource_variable_is_used_by_every_panel(dashboards: dict[str, dict[s
         assert variables["datasource"]["query"] == "prometheus"
         for variable in variables.values():
             if variable["type"] == "query":
-                assert variable["datasource"] == "${datasource}", (name, variable["name"])
+                assert variable["datasource"] == DATASOURCE, (name, variable["name"])
         for panel in panels(dashboard):
-            assert panel["datasource"] == "${datasource}", (name, panel["title"])
+            # References are objects (type and uid), as today's Grafana writes them, on the panel
+            # and on each of its queries.
+            assert panel["datasource"] == DATASOURCE, (name, panel["title"])
+            assert [t["datasource"] for t in panel["targets"]] == [DATASOURCE] * len(panel["targets"])
 
 
 def test_every_panel_has_a_unit_and_a_query(dashboards: dict[str, dict[str, Any]]) -> None:
@@ -91,6 +95,12 @@ def test_issue_panels_exist_with_their_units(dashboards: dict[str, dict[str, Any
     assert units[("energyd", "Top 10 pods by power")] == "watt"
     assert units[("energyd", "Top 10 pods by power per zone")] == "watt"
     assert units[("energyd", "Energy per pod over the time range")] == "joule"
+    assert units[("energyd", "Power per namespace")] == "watt"
+    assert units[("energyd", "Idle vs dynamic power")] == "watt"
+    assert units[("energyd", "Energy per day")] == "kwatth"
+    assert units[("energyd", "Energy per day by node")] == "kwatth"
+    assert units[("energyd", "CO2 per day")] == "massg"
+    assert units[("energyd", "Pod power ($pod)")] == "watt"
     assert units[("adapter", "Energy per request by stage and variant")] == "joule"
     assert units[("adapter", "Load: predicted vs observed")] == "reqps"
     assert units[("adapter", "Latency vs SLA")] == "s"
@@ -137,3 +147,24 @@ def test_sums_over_zones_keep_to_the_node_total(dashboards: dict[str, dict[str, 
                 checked += 1
                 assert 'node_total="true"' in expr, (name, title, expr)
     assert checked >= 3
+
+
+def test_titles_say_what_the_queries_do(dashboards: dict[str, dict[str, Any]]) -> None:
+    by_title = {p["title"]: [t["expr"] for t in p["targets"]] for p in panels(dashboards["energyd"])}
+    # "per zone" keeps zone apart; the plain ranking sums the node-total zones once.
+    (per_zone,) = by_title["Top 10 pods by power per zone"]
+    (overall,) = by_title["Top 10 pods by power"]
+    assert "by (namespace, pod, zone)" in per_zone and 'node_total="true"' not in per_zone
+    assert "by (namespace, pod)" in overall and 'node_total="true"' in overall
+    # Idle vs dynamic: idle is energyd's idle share; dynamic is pods + system, both node-total.
+    idle, dynamic = by_title["Idle vs dynamic power"]
+    assert 'kind="idle"' in idle and 'kind="system"' in dynamic and "energyd_pod_energy" in dynamic
+    # CO2 = kWh over a day x the carbon intensity variable, whose default is documented.
+    (co2,) = by_title["CO2 per day"]
+    assert "[1d]" in co2 and "/ 3.6e+06" in co2 and "* $carbon_intensity" in co2
+    variables = {v["name"]: v for v in dashboards["energyd"]["templating"]["list"]}
+    assert variables["carbon_intensity"]["type"] == "textbox"
+    assert variables["carbon_intensity"]["query"] == "475"
+    assert "475" in (REPO / "docs" / "deploy.md").read_text()
+    assert variables["pod"]["query"] == "label_values(energyd_pod_energy_joules_total, pod)"
+    assert all('pod=~"$pod"' in e for t, es in by_title.items() if "($pod)" in t for e in es)

@@ -57,6 +57,8 @@ def label_values(url: str, metric: str, label: str) -> list[str]:
 def substitute(url: str, dashboard: dict[str, Any], expr: str) -> str:
     """Fill the dashboard's variables as Grafana would with every value selected."""
     for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "textbox":  # a number the user types; its default until then
+            expr = expr.replace(f"${variable['name']}", variable["query"])
         if variable["type"] != "query":
             continue
         metric, label = variable["query"].removeprefix("label_values(").removesuffix(")").split(", ")

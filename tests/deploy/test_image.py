@@ -1,167 +1,201 @@
-"""What can be tested of the image without Docker: the wheel the Dockerfile installs is built from
-this tree, installs into a fresh virtual environment and both entry points start; the Dockerfile
-keeps its promises (pinned base, multi-stage, nothing but the wheel in the final stage, non-root)
-and .dockerignore lets through what it copies."""
+"""What can be tested of the two images without Docker: the wheel the Dockerfile installs is built
+from this tree; each runtime set (energyd's, the adapter's) installs from it into a fresh virtual
+environment, energyd's without any heavy package, and each service starts from its own set and
+answers over HTTP; the Dockerfile keeps its promises (pinned base, one target per service, the
+wheels never copied into a layer, non-root) and .dockerignore lets through what it copies."""
 
 from __future__ import annotations
 
 import fnmatch
 import re
-import shutil
+import signal
 import subprocess
-import sys
-import sysconfig
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+import pytest
+
+from tests.deploy.wheelenv import REPO, build_wheel, builder_copies, distributions, dockerfile_stages, install
+from tests.energyd.cgroup_trees import NodeTree
+from tests.prom import free_port
+
 DOCKERFILE = REPO / "Dockerfile"
 BUILD_TOOLS = ("gcc", "g++", "build-essential", "make ", "python3-dev", "libc6-dev")
+# What a DaemonSet on every node must not carry: the solvers, the web stack, the numerics and
+# plotting, the profiler's and Gurobi's packages, and anything only the tests use.
+HEAVY = {
+    "numpy", "scipy", "matplotlib", "highspy", "gurobipy", "torch", "pandas",
+    "fastapi", "starlette", "uvicorn", "pydantic", "httpx", "tqdm", "pytest", "mypy", "hypothesis",
+}  # fmt: skip
+# Not even the adapter's image: evaluation, profiling, Gurobi and the test tools.
+NOT_IN_ADAPTER = {"scipy", "matplotlib", "gurobipy", "torch", "tqdm", "pytest", "mypy", "hypothesis", "ruff"}
 
 
-def stages(text: str) -> dict[str, list[str]]:
-    """Stage name -> its instructions (continuation lines joined)."""
-    joined = re.sub(r"\\\n\s*", " ", text)
-    result: dict[str, list[str]] = {}
-    current = None
-    for line in joined.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
-        if match:
-            current = match.group(2) or match.group(1)
-            result[current] = [line]
-        elif current is not None:
-            result[current].append(line)
-    return result
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
-def builder_context(dest: Path) -> Path:
-    """The files the Dockerfile's builder copies, in a fresh directory: the wheel is built from
-    them alone, and setuptools' build/ and egg-info land there, not in the checkout."""
-    dest.mkdir()
-    for line in stages(DOCKERFILE.read_text())["builder"]:
-        if line.startswith("COPY") and "--from" not in line:
-            for source in line.split()[1:-1]:
-                path = REPO / source
-                if path.is_dir():
-                    shutil.copytree(
-                        path, dest / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-                    )
-                elif path.exists():  # README.md, once written
-                    shutil.copy2(path, dest / source)
-    return dest
-
-
-def test_wheel_installs_and_both_entry_points_start(tmp_path: Path) -> None:
-    wheels = tmp_path / "wheels"
-    context = builder_context(tmp_path / "context")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(wheels),
-            str(context),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    (wheel,) = wheels.glob("energyd-*.whl")
+def test_the_wheel_holds_both_packages_and_their_data(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         entry_points = next(zf.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
+        metadata = next(zf.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     assert {"energyd/py.typed", "adapter/py.typed", "energyd/cli.py", "adapter/cli.py"} <= set(names)
     # The adapter Deployment reads these (no --profiles): they must ship in the wheel.
     assert {"adapter/data/profiles/video.yaml", "adapter/data/profiles/nlp.yaml"} <= set(names)
     assert not [n for n in names if n.startswith(("tests/", "dashboards/", "deploy/"))]
     assert "energyd = energyd.cli:main" in entry_points and "adapter = adapter.cli:main" in entry_points
+    # Unconditional requirements are energyd's runtime set; everything else hangs off an extra.
+    bare = [
+        line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
+    assert sorted(re.split(r"[<>=; ]", line.split(":", 1)[1].strip())[0] for line in bare) == [
+        "kubernetes",
+        "prometheus-client",
+    ]
+    assert "Provides-Extra: adapter" in metadata and "Provides-Extra: eval" in metadata
 
-    # A fresh venv holding only the wheel; its dependencies are borrowed read-only from this
-    # environment through a path entry (not a site dir, so the editable install's hook stays off).
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
-    python = venv / "bin" / "python"
-    site = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-        ).stdout.strip()
+
+@pytest.fixture(scope="module")
+def energyd_site(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(wheel, "", tmp_path_factory.mktemp("energyd") / "venv")
+
+
+@pytest.fixture(scope="module")
+def adapter_site(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(wheel, "[adapter]", tmp_path_factory.mktemp("adapter") / "venv")
+
+
+def venv_bin(site: Path) -> Path:
+    return site.parents[2] / "bin"
+
+
+def serve(argv: list[str], cwd: Path, url: str) -> tuple[str, str]:
+    """Start a service, wait until `url` answers, stop it with SIGTERM; (body, stderr)."""
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body: str = response.read().decode()
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    _, err = proc.communicate(timeout=10)
+                    raise AssertionError(f"{argv[0]} did not serve {url}: {err[-2000:]}") from None
+                time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return body, err
+
+
+def test_energyd_set_is_light_and_energyd_starts_from_it(energyd_site: Path, tmp_path: Path) -> None:
+    installed = distributions(energyd_site)
+    assert {"energyd", "prometheus-client", "kubernetes"} <= installed
+    assert installed & HEAVY == set()
+    bin_dir = venv_bin(energyd_site)
+    # The installed copy runs, not the checkout (cwd is not the repository).
+    version = subprocess.run(
+        [str(bin_dir / "energyd"), "--version"], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
-    (site / "borrowed-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run(
+    assert version.returncode == 0 and version.stdout.strip() == "energyd 0.1.0", version
+    node = NodeTree(tmp_path / "node")
+    port = free_port()
+    roots = node.roots
+    body, _ = serve(
         [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-index",
-            str(wheel),
+            str(bin_dir / "energyd"),
+            "run",
+            "--source=estimate",
+            f"--port={port}",
+            "--host=127.0.0.1",
+            f"--sysfs-root={roots.sysfs}",
+            f"--procfs-root={roots.procfs}",
+            f"--cgroup-root={roots.cgroup}",
         ],
-        check=True,
-        capture_output=True,
-        timeout=120,
+        tmp_path,
+        f"http://127.0.0.1:{port}/metrics",
     )
-    where = subprocess.run(
-        [str(python), "-c", "import energyd, adapter; print(energyd.__file__); print(adapter.__file__)"],
-        check=True,
+    assert 'energyd_build_info{version="0.1.0"}' in body or "energyd_node_energy_joules_total" in body
+
+
+def test_adapter_set_has_no_evaluation_tools_and_the_adapter_starts_from_it(
+    adapter_site: Path, tmp_path: Path
+) -> None:
+    installed = distributions(adapter_site)
+    assert {"energyd", "fastapi", "uvicorn", "highspy", "numpy", "fastapi-offline"} <= installed
+    assert installed & NOT_IN_ADAPTER == set()
+    bin_dir = venv_bin(adapter_site)
+    version = subprocess.run(
+        [str(bin_dir / "adapter"), "--version"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert version.returncode == 0 and version.stdout.strip() == "adapter 0.1.0", version
+    port = free_port()
+    body, _ = serve(
+        [str(bin_dir / "adapter"), "run", "--host=127.0.0.1", f"--port={port}", "--prometheus-url="],
+        tmp_path,
+        f"http://127.0.0.1:{port}/docs",
+    )
+    # A command whose extra is not installed says which one, instead of a traceback.
+    evaluate = subprocess.run(
+        [
+            str(bin_dir / "adapter"),
+            "evaluate",
+            "--profiles",
+            str(REPO / "adapter/data/profiles/video.yaml"),
+            "--out",
+            str(tmp_path / "ev"),
+        ],
         capture_output=True,
         text=True,
-        cwd=tmp_path,  # not the repository: `python -c` puts the working directory on sys.path
-    ).stdout.split()
-    assert all(Path(p).is_relative_to(site) for p in where), where
-
-    # The wheel's declared dependencies are all satisfied where it runs.
-    check = (
-        "import importlib.metadata as m; from packaging.requirements import Requirement\n"
-        "bad = [str(r) for r in map(Requirement, m.requires('energyd') or [])\n"
-        "       if not r.marker and m.version(r.name) not in r.specifier]\n"
-        "print(bad); raise SystemExit(1 if bad else 0)"
+        timeout=120,
+        cwd=tmp_path,
     )
-    subprocess.run([str(python), "-c", check], check=True, capture_output=True, timeout=60, cwd=tmp_path)
-
-    for command in ("energyd", "adapter"):
-        out = subprocess.run(
-            [str(venv / "bin" / command), "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
-        )
-        assert out.returncode == 0, out.stderr
-        assert "run" in out.stdout, out.stdout
+    assert evaluate.returncode == 2 and "pip install 'energyd[eval]'" in evaluate.stderr, evaluate.stderr
+    # The API docs page comes with its assets from the installed package, not from a CDN.
+    assert "swagger-ui-bundle.js" in body and "http" not in body.replace(f"127.0.0.1:{port}", "")
 
 
-def test_dockerfile_is_multi_stage_pinned_and_slim() -> None:
+def test_dockerfile_has_one_slim_target_per_service() -> None:
     text = DOCKERFILE.read_text()
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
     assert base, "the base image is one ARG"
     # An exact patch release of 3.11 on slim bookworm, optionally with its digest.
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base.group(1))
-    found = stages(text)
-    assert list(found)[:2] == ["builder", "runtime"]
-    assert all(lines[0].split()[1] in ("${PYTHON_IMAGE}", "runtime") for lines in found.values())
-    runtime = " ".join(found["runtime"])
-    # The wheels reach the runtime through a bind mount: installed, never copied into a layer.
-    assert "--mount=type=bind,from=builder" in runtime and "--no-index" in runtime
-    assert "COPY" not in runtime and "apt-get" not in runtime
-    assert not [tool for tool in BUILD_TOOLS if tool in runtime]
-    user = re.findall(r"USER (\d+)(?::\d+)?", runtime)
-    assert user and int(user[-1]) != 0
-    assert "energyd --help" in runtime and "adapter --help" in runtime
-    # The default target (the last stage) is the plain runtime, not the perf image.
-    last_name, last = list(found.items())[-1]
-    assert last[0].split()[1] == "runtime" and last_name != "perf" and len(last) == 1
+    found = dockerfile_stages(text)
+    assert list(found) == ["builder", "base", "energyd", "energyd-perf", "adapter"]
+    parents = {name: lines[0].split()[1] for name, lines in found.items()}
+    assert parents == {
+        "builder": "${PYTHON_IMAGE}",
+        "base": "${PYTHON_IMAGE}",
+        "energyd": "base",
+        "energyd-perf": "energyd",
+        "adapter": "base",
+    }
+    assert "'.[adapter]'" in " ".join(found["builder"])
+    for target, requirement, command in (
+        ("energyd", "energyd", "energyd"),
+        ("adapter", "'energyd[adapter]'", "adapter"),
+    ):
+        stage = " ".join(found[target])
+        # The wheels reach the image through a bind mount: installed, never copied into a layer.
+        assert "--mount=type=bind,from=builder" in stage and "--no-index" in stage, target
+        assert re.search(rf"--find-links=/wheels {re.escape(requirement)} ", stage), target
+        assert "COPY" not in stage and "apt-get" not in stage, target
+        assert not [tool for tool in BUILD_TOOLS if tool in stage], target
+        user = re.findall(r"USER (\d+)(?::\d+)?", stage)
+        assert user and int(user[-1]) != 0, target
+        assert f'ENTRYPOINT ["{command}"]' in stage and f"{command} " in stage.split("RUN", 1)[1], target
+    perf = " ".join(found["energyd-perf"])
+    assert "linux-perf" in perf and re.findall(r"USER (\d+)", perf)[-1] != "0"
 
 
 def test_dockerignore_lets_through_exactly_what_the_builder_copies() -> None:
@@ -178,10 +212,15 @@ def test_dockerignore_lets_through_exactly_what_the_builder_copies() -> None:
                 result = not negate
         return result
 
-    copied = []
-    for line in stages(DOCKERFILE.read_text())["builder"]:
-        if line.startswith("COPY") and "--from" not in line:
-            copied.extend(line.split()[1:-1])
+    copied = builder_copies()
     assert set(copied) == {"pyproject.toml", "README.md", "energyd", "adapter"}
     assert [p for p in copied if ignored(p)] == []
     assert ignored("tests/deploy/test_image.py") and ignored(".venv/bin/python") and ignored("deploy/base")
+
+
+def test_make_run_installs_only_the_adapter_set() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    run = re.search(r"^run: (.*?)##", makefile, re.MULTILINE)
+    assert run and run.group(1).split() == ["$(RUN_STAMP)", "prometheus"]
+    recipe = re.search(r"^\$\(RUN_STAMP\):.*?\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert recipe and "pip install -q -e '.[adapter]'" in recipe.group(1) and "dev" not in recipe.group(1)

@@ -1,6 +1,8 @@
-"""The kustomize base and its overlays (perf, user-profiles), checked offline: every object against the Kubernetes
-JSON schemas (kubernetes-validate, strict: unknown fields fail), the CRD objects structurally,
-RBAC minimal, the DaemonSet's privileges, and the references between objects."""
+"""deploy/ as `kubectl kustomize` renders it (the base and every overlay): every built-in object
+against the Kubernetes JSON schemas (kubernetes-validate, strict: unknown fields fail), the CRD
+objects structurally, RBAC minimal and per managed namespace, Pod Security levels the pods
+actually meet, NetworkPolicies that admit only Prometheus and the API's clients, no Secret
+shipped, the PrometheusRule current with rules.yaml, and the references between objects."""
 
 from __future__ import annotations
 
@@ -19,17 +21,52 @@ from adapter.cli import parser as adapter_parser
 from adapter.cli import settings_from_args
 from adapter.profiles import load_profile, load_profiles, parse_profile
 from adapter.settings import default_profiles_dir
-from tests.deploy.kustomize import Manifest, build, find, kustomization, load_documents
 
 REPO = Path(__file__).resolve().parents[2]
-BASE = REPO / "deploy" / "base"
-PERF = REPO / "deploy" / "overlays" / "perf"
-USER_PROFILES = REPO / "deploy" / "overlays" / "user-profiles"
-EXAMPLE = REPO / "deploy" / "examples" / "video-pipeline.yaml"
+DEPLOY = REPO / "deploy"
+TREES = {
+    "base": DEPLOY / "base",
+    "perf": DEPLOY / "overlays" / "perf",
+    "user_profiles": DEPLOY / "overlays" / "user-profiles",
+    "kube_prometheus": DEPLOY / "overlays" / "kube-prometheus",
+    "kube_prometheus_stack": DEPLOY / "overlays" / "kube-prometheus-stack",
+    "grafana": DEPLOY / "grafana",
+}
+EXAMPLE = DEPLOY / "examples" / "video-pipeline.yaml"
 # The oldest Kubernetes we claim and the newest schemas kubernetes-validate ships.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 CRD_GROUPS = ("monitoring.coreos.com/", "machinelearning.seldon.io/", "mlops.seldon.io/")
-NAMESPACE = "energyd-system"
+ADAPTER_NS = "energyd-system"
+ENERGYD_NS = "energyd-node"
+CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding")
+
+Manifest = dict[str, Any]
+
+
+def kustomize(directory: Path) -> list[Manifest]:
+    """What `kubectl apply -k DIR` would send."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl not found: run `make kubectl` (Debian package kubectl)"
+    out = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def load_documents(path: Path) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def find(objects: list[Manifest], kind: str, name: str, namespace: str | None = None) -> Manifest:
+    matches = [
+        o
+        for o in objects
+        if o["kind"] == kind
+        and o["metadata"]["name"] == name
+        and (namespace is None or o["metadata"].get("namespace") == namespace)
+    ]
+    if len(matches) != 1:
+        raise LookupError(f"{len(matches)} objects of kind {kind} named {name}")
+    return matches[0]
 
 
 def is_crd(obj: Manifest) -> bool:
@@ -51,49 +88,36 @@ def container(obj: Manifest, name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def base() -> list[Manifest]:
-    return build(BASE)
+def rendered() -> dict[str, list[Manifest]]:
+    return {name: kustomize(directory) for name, directory in TREES.items()}
 
 
 @pytest.fixture(scope="module")
-def perf() -> list[Manifest]:
-    return build(PERF)
+def base(rendered: dict[str, list[Manifest]]) -> list[Manifest]:
+    return rendered["base"]
 
 
 @pytest.fixture(scope="module")
-def user_profiles() -> list[Manifest]:
-    return build(USER_PROFILES)
+def perf(rendered: dict[str, list[Manifest]]) -> list[Manifest]:
+    return rendered["perf"]
 
 
-def test_reader_matches_kubectl_kustomize(
-    base: list[Manifest], perf: list[Manifest], user_profiles: list[Manifest]
-) -> None:
-    # The reader implements only the fields deploy/ uses; build() refuses any other, and where
-    # kubectl exists its output must be the reader's, object for object.
-    for directory in (BASE, PERF, USER_PROFILES):
-        assert kustomization(directory)["kind"] == "Kustomization"
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        return
-    for directory, ours in ((BASE, base), (PERF, perf), (USER_PROFILES, user_profiles)):
-        out = subprocess.run(
-            [kubectl, "kustomize", str(directory)], check=True, capture_output=True, text=True
-        )
-        theirs = [doc for doc in yaml.safe_load_all(out.stdout) if doc]
-
-        def key(o: Manifest) -> tuple[str, str, str]:
-            return (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
-
-        assert sorted(theirs, key=key) == sorted(ours, key=key)
+@pytest.fixture(scope="module")
+def user_profiles(rendered: dict[str, list[Manifest]]) -> list[Manifest]:
+    return rendered["user_profiles"]
 
 
-@pytest.mark.parametrize("tree", ["base", "perf", "user_profiles"])
-def test_builtin_objects_match_kubernetes_schemas(tree: str, request: pytest.FixtureRequest) -> None:
-    objects: list[Manifest] = request.getfixturevalue(tree)
+@pytest.mark.parametrize("tree", [t for t in TREES if t != "grafana"])
+def test_builtin_objects_match_kubernetes_schemas(tree: str, rendered: dict[str, list[Manifest]]) -> None:
+    objects = rendered[tree]
     builtin = [o for o in objects if not is_crd(o)]
-    assert {o["kind"] for o in builtin} >= {"DaemonSet", "Deployment", "Service", "ClusterRole", "Secret"}
+    assert {o["kind"] for o in builtin} >= {"DaemonSet", "Deployment", "Service", "Role", "NetworkPolicy"}
     for obj in builtin:
         validate(obj)
+    for obj in objects:
+        # Every namespaced object names its namespace: none lands in the applier's default.
+        if obj["kind"] not in CLUSTER_SCOPED:
+            assert obj["metadata"].get("namespace"), (tree, obj["kind"], obj["metadata"]["name"])
 
 
 def test_schema_validation_rejects_a_broken_daemonset(base: list[Manifest]) -> None:
@@ -103,54 +127,188 @@ def test_schema_validation_rejects_a_broken_daemonset(base: list[Manifest]) -> N
         validate(broken)
 
 
-def test_every_namespaced_object_lands_in_energyd_system(
-    base: list[Manifest], user_profiles: list[Manifest]
+def test_energyd_and_the_adapter_live_in_their_own_namespaces(base: list[Manifest]) -> None:
+    for obj in base:
+        if obj["kind"] in CLUSTER_SCOPED or obj["kind"] == "PrometheusRule":
+            continue
+        name = obj["metadata"]["labels"].get("app.kubernetes.io/name")
+        if obj["kind"] in ("Role", "RoleBinding"):
+            continue  # the adapter's, in the namespaces it manages
+        expected = {"energyd": ENERGYD_NS, "adapter": ADAPTER_NS}[name]
+        assert obj["metadata"]["namespace"] == expected, (obj["kind"], obj["metadata"]["name"])
+    assert {o["metadata"]["name"] for o in base if o["kind"] == "Namespace"} == {ENERGYD_NS, ADAPTER_NS}
+
+
+# What each Pod Security level forbids that deploy/ could plausibly use (the rules of
+# kubernetes.io/docs/concepts/security/pod-security-standards, checked per pod spec).
+def pod_security_violations(spec: dict[str, Any], level: str) -> list[str]:
+    found = []
+    containers = [*spec.get("initContainers", []), *spec["containers"]]
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(field):
+            found.append(field)
+    if any("hostPath" in v for v in spec.get("volumes", [])):
+        found.append("hostPath volume")
+    for c in containers:
+        sc = c.get("securityContext", {})
+        if sc.get("privileged"):
+            found.append(f"{c['name']}: privileged")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            found.append(f"{c['name']}: hostPort")
+        added = set(sc.get("capabilities", {}).get("add", []))
+        if level == "restricted":
+            if added - {"NET_BIND_SERVICE"}:
+                found.append(f"{c['name']}: capabilities added {sorted(added)}")
+            if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+                found.append(f"{c['name']}: capabilities not dropped")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                found.append(f"{c['name']}: allowPrivilegeEscalation")
+            non_root = sc.get("runAsNonRoot", spec.get("securityContext", {}).get("runAsNonRoot"))
+            if non_root is not True or sc.get("runAsUser") == 0:
+                found.append(f"{c['name']}: may run as root")
+            seccomp = sc.get("seccompProfile", spec.get("securityContext", {}).get("seccompProfile", {}))
+            if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+                found.append(f"{c['name']}: seccomp")
+    if level == "restricted":
+        allowed = {
+            "configMap",
+            "emptyDir",
+            "projected",
+            "secret",
+            "downwardAPI",
+            "persistentVolumeClaim",
+            "csi",
+            "ephemeral",
+        }
+        for volume in spec.get("volumes", []):
+            kinds = set(volume) - {"name"}
+            if not kinds <= allowed:
+                found.append(f"volume {volume['name']}: {sorted(kinds)}")
+    return found
+
+
+@pytest.mark.parametrize("tree", ["base", "perf", "user_profiles"])
+def test_every_pod_meets_its_namespace_pod_security_level(
+    tree: str, rendered: dict[str, list[Manifest]]
 ) -> None:
-    for obj in [*base, *user_profiles]:
-        if obj["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding"):
-            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
-    assert find(base, "Namespace", NAMESPACE)
+    objects = rendered[tree]
+    levels = {
+        o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for o in objects
+        if o["kind"] == "Namespace"
+    }
+    assert levels == {ADAPTER_NS: "restricted", ENERGYD_NS: "privileged"}
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "DaemonSet")]
+    for workload in workloads:
+        level = levels[workload["metadata"]["namespace"]]
+        if level != "privileged":
+            assert pod_security_violations(pod_spec(workload), level) == [], workload["metadata"]["name"]
+    # energyd needs the privileged level for its host paths only: it breaks baseline by nothing else.
+    energyd = find(objects, "DaemonSet", "energyd")
+    assert pod_security_violations(pod_spec(energyd), "baseline") == ["hostPath volume"]
+    # The checker finds what restricted forbids in energyd's pod.
+    assert any("may run as root" in v for v in pod_security_violations(pod_spec(energyd), "restricted"))
 
 
-def test_rbac_is_minimal(base: list[Manifest]) -> None:
-    roles = {o["metadata"]["name"]: o for o in base if o["kind"] in ("Role", "ClusterRole")}
-    assert set(roles) == {"energyd", "energyd-adapter"}
-    for role in roles.values():
+def grants(role: Manifest) -> set[tuple[str, str, str]]:
+    return {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
+def test_rbac_is_minimal_and_the_adapter_is_confined_to_its_namespaces(base: list[Manifest]) -> None:
+    roles = [o for o in base if o["kind"] in ("Role", "ClusterRole")]
+    for role in roles:
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
                 assert "*" not in rule.get(field, []), (role["metadata"]["name"], field)
-
-    def grants(role: Manifest) -> set[tuple[str, str, str]]:
-        return {
-            (g, r, v)
-            for rule in role["rules"]
-            for g in rule["apiGroups"]
-            for r in rule["resources"]
-            for v in rule["verbs"]
+    assert [r["metadata"]["name"] for r in roles if r["kind"] == "ClusterRole"] == ["energyd"]
+    assert grants(find(base, "ClusterRole", "energyd")) == {("", "pods", v) for v in ("get", "list", "watch")}
+    # The adapter: a Role and a RoleBinding in each namespace it manages, nothing cluster-wide,
+    # and the namespaces are the one its --namespace names.
+    adapter_roles = [r for r in roles if r["kind"] == "Role"]
+    managed = {r["metadata"]["namespace"] for r in adapter_roles}
+    args = adapter_parser().parse_args(
+        [*container(find(base, "Deployment", "adapter"), "adapter")["command"][1:],
+         *container(find(base, "Deployment", "adapter"), "adapter")["args"]]
+    )  # fmt: skip
+    assert managed == {args.namespace}
+    for role in adapter_roles:
+        assert role["metadata"]["name"] == "energyd-adapter"
+        assert grants(role) == {
+            *(
+                (group, resource, verb)
+                for group, resource in (
+                    ("machinelearning.seldon.io", "seldondeployments"),
+                    ("mlops.seldon.io", "models"),
+                )
+                for verb in ("get", "patch")
+            ),
+            ("", "events", "create"),
         }
-
-    assert grants(roles["energyd"]) == {("", "pods", v) for v in ("get", "list", "watch")}
-    assert grants(roles["energyd-adapter"]) == {
-        (group, resource, verb)
-        for group, resource in (
-            ("machinelearning.seldon.io", "seldondeployments"),
-            ("mlops.seldon.io", "models"),
-        )
-        for verb in ("get", "list", "patch")
-    }
-    accounts = {o["metadata"]["name"] for o in base if o["kind"] == "ServiceAccount"}
     bindings = [o for o in base if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
-    assert {(b["roleRef"]["name"], b["subjects"][0]["name"]) for b in bindings} == {
-        ("energyd", "energyd"),
-        ("energyd-adapter", "adapter"),
+    assert sorted(
+        (b["kind"], b["metadata"].get("namespace", ""), b["roleRef"]["name"], b["subjects"][0]["name"])
+        for b in bindings
+    ) == sorted(
+        [("ClusterRoleBinding", "", "energyd", "energyd")]
+        + [("RoleBinding", ns, "energyd-adapter", "adapter") for ns in managed]
+    )
+    accounts = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]) for o in base if o["kind"] == "ServiceAccount"
     }
     for binding in bindings:
-        assert binding["roleRef"]["name"] in roles
+        assert binding["roleRef"]["kind"] == ("Role" if binding["kind"] == "RoleBinding" else "ClusterRole")
         for subject in binding["subjects"]:
             assert subject["kind"] == "ServiceAccount"
-            assert subject["name"] in accounts and subject["namespace"] == NAMESPACE
-    assert find(base, "DaemonSet", "energyd")["spec"]["template"]["spec"]["serviceAccountName"] == "energyd"
-    assert find(base, "Deployment", "adapter")["spec"]["template"]["spec"]["serviceAccountName"] == "adapter"
+            assert (subject["namespace"], subject["name"]) in accounts
+    assert pod_spec(find(base, "DaemonSet", "energyd"))["serviceAccountName"] == "energyd"
+    assert pod_spec(find(base, "Deployment", "adapter"))["serviceAccountName"] == "adapter"
+
+
+def admitted(policy: Manifest, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> bool:
+    """Whether an ingress rule of `policy` admits a pod with these labels in such a namespace."""
+    for rule in policy["spec"]["ingress"]:
+        for peer in rule["from"]:
+            ns_ok = (
+                peer.get("namespaceSelector") is not None
+                and peer["namespaceSelector"].get("matchLabels", {}).items() <= namespace_labels.items()
+            )
+            pod_ok = peer.get("podSelector", {}).get("matchLabels", {}).items() <= pod_labels.items()
+            if ns_ok and pod_ok:
+                return True
+    return False
+
+
+def test_network_policies_admit_only_prometheus_and_the_api_clients(base: list[Manifest]) -> None:
+    prometheus = ({"kubernetes.io/metadata.name": "monitoring"}, {"app.kubernetes.io/name": "prometheus"})
+    stranger = ({"kubernetes.io/metadata.name": "video"}, {"app": "video"})
+    client = ({"kubernetes.io/metadata.name": "video"}, {"energyd.io/adapter-client": "true"})
+    for name, port_name, port, clients in (
+        ("energyd", "metrics", 9102, [prometheus]),
+        ("adapter", "http", 8080, [prometheus, client]),
+    ):
+        policy = find(base, "NetworkPolicy", name)
+        workload = next(
+            o for o in base if o["kind"] in ("DaemonSet", "Deployment") and o["metadata"]["name"] == name
+        )
+        assert policy["metadata"]["namespace"] == workload["metadata"]["namespace"]
+        assert (
+            policy["spec"]["podSelector"]["matchLabels"].items()
+            <= workload["spec"]["template"]["metadata"]["labels"].items()
+        )
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        ports = {p["name"]: p["containerPort"] for c in pod_spec(workload)["containers"] for p in c["ports"]}
+        assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [port_name]
+        assert ports[port_name] == port
+        for peer in clients:
+            assert admitted(policy, *peer)
+        assert not admitted(policy, *stranger)
+    assert not admitted(find(base, "NetworkPolicy", "energyd"), *client)
 
 
 def test_energyd_daemonset_least_privilege(base: list[Manifest]) -> None:
@@ -201,9 +359,10 @@ def test_perf_overlay_adds_only_perfmon_and_the_event_list(
     assert rest == [o for o in base if o["kind"] != "DaemonSet"]
 
 
-def test_adapter_deployment_runs_as_non_root_with_the_token_from_the_secret(
-    base: list[Manifest], monkeypatch: pytest.MonkeyPatch
+def test_adapter_deployment_runs_as_non_root_with_the_token_from_a_secret_not_shipped(
+    rendered: dict[str, list[Manifest]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    base = rendered["base"]
     dep = find(base, "Deployment", "adapter")
     spec = pod_spec(dep)
     c = container(dep, "adapter")
@@ -211,18 +370,21 @@ def test_adapter_deployment_runs_as_non_root_with_the_token_from_the_secret(
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["image"].startswith("energyd-adapter:")
+    assert container(find(base, "DaemonSet", "energyd"), "energyd")["image"].startswith("energyd:")
     token = next(e for e in c["env"] if e["name"] == "ADAPTER_API_TOKEN")["valueFrom"]["secretKeyRef"]
-    secret = find(base, "Secret", token["name"])
-    # The placeholder holds no usable token: apply stays refused until a real one is created.
-    assert secret["stringData"][token["key"]] == ""
+    assert token == {"name": "adapter-api-token", "key": "token", "optional": True}
+    # Referenced, never shipped: re-applying any tree must not reset a real token.
+    for tree, objects in rendered.items():
+        assert not [o for o in objects if o["kind"] == "Secret"], tree
     # The adapter's own parser accepts the arguments; the profiles are those the image ships as
     # package data, so no copy of them lives in deploy/ to go stale.
     args = adapter_parser().parse_args([*c["command"][1:], *c["args"]])
     assert Path(args.profiles) == default_profiles_dir()
     assert {"video", "nlp"} <= set(load_profiles(args.profiles))
     assert not [o for o in base if o["kind"] == "ConfigMap"]
-    # What the container sees with the placeholder Secret: no token, so the API refuses apply.
-    monkeypatch.setenv("ADAPTER_API_TOKEN", secret["stringData"][token["key"]])
+    # Until the Secret is created the variable is absent: no token, so the API refuses apply.
+    monkeypatch.delenv("ADAPTER_API_TOKEN", raising=False)
     assert settings_from_args(args).api_token is None
 
 
@@ -262,7 +424,7 @@ def test_service_monitors_match_their_services(base: list[Manifest]) -> None:
     for monitor in monitors:
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         spec = monitor["spec"]
-        assert set(spec) <= {"selector", "namespaceSelector", "endpoints", "jobLabel"}
+        assert set(spec) <= {"selector", "namespaceSelector", "endpoints", "jobLabel", "honorLabels"}
         services = [
             s
             for s in base
@@ -326,3 +488,79 @@ def test_example_pipeline_matches_its_profile(base: list[Manifest]) -> None:
         variant = stage.variant(env["MODEL_VARIANT"])
         variant.batch(int(env["MLSERVER_MODEL_MAX_BATCH_SIZE"]))
         assert component["replicas"] >= 1
+
+
+def test_the_prometheus_rule_is_rules_yaml(base: list[Manifest]) -> None:
+    rule = find(base, "PrometheusRule", "energyd")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["metadata"]["namespace"] == ADAPTER_NS
+    assert rule["spec"] == yaml.safe_load((DEPLOY / "prometheus" / "rules.yaml").read_text())
+    # The committed object is what the generator writes, byte for byte (comments included).
+    check = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "prometheusrule.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_kube_prometheus_overlay_lets_prometheus_k8s_discover_both_namespaces(
+    base: list[Manifest], rendered: dict[str, list[Manifest]]
+) -> None:
+    overlay = rendered["kube_prometheus"]
+    added = [o for o in overlay if o not in base]
+    assert len(overlay) == len(base) + len(added)
+    monitored = {
+        ns
+        for m in base
+        if m["kind"] == "ServiceMonitor"
+        for ns in m["spec"]["namespaceSelector"]["matchNames"]
+    }
+    assert monitored == {ENERGYD_NS, ADAPTER_NS}
+    roles = {o["metadata"]["namespace"]: o for o in added if o["kind"] == "Role"}
+    bindings = {o["metadata"]["namespace"]: o for o in added if o["kind"] == "RoleBinding"}
+    assert len(added) == 4 and set(roles) == set(bindings) == monitored
+    for namespace in monitored:
+        assert grants(roles[namespace]) == {
+            *(("", r, v) for r in ("services", "endpoints", "pods") for v in ("get", "list", "watch")),
+            *(("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")),
+        }
+        assert bindings[namespace]["roleRef"]["name"] == roles[namespace]["metadata"]["name"]
+        assert bindings[namespace]["subjects"] == [
+            {"kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring"}
+        ]
+
+
+def test_kube_prometheus_stack_overlay_labels_what_its_prometheus_selects(
+    base: list[Manifest], rendered: dict[str, list[Manifest]]
+) -> None:
+    overlay = rendered["kube_prometheus_stack"]
+    selected = [o for o in overlay if o["kind"] in ("ServiceMonitor", "PrometheusRule")]
+    assert len(selected) == 3
+    for obj in selected:
+        assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        unlabelled = copy.deepcopy(obj)
+        del unlabelled["metadata"]["labels"]["release"]
+        assert unlabelled in base
+    rest = [o for o in overlay if o not in selected and o["kind"] != "ConfigMap"]
+    assert rest == [o for o in base if o["kind"] not in ("ServiceMonitor", "PrometheusRule")]
+    (dashboards,) = [o for o in overlay if o["kind"] == "ConfigMap"]
+    assert dashboards == rendered["grafana"][0]
+
+
+def test_grafana_configmap_carries_the_committed_dashboards(rendered: dict[str, list[Manifest]]) -> None:
+    (config_map,) = rendered["grafana"]
+    assert config_map["kind"] == "ConfigMap" and config_map["metadata"]["name"] == "energyd-dashboards"
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    committed = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+    assert {p.name: p.read_text() for p in committed} == config_map["data"]
+    # kubectl apply (client-side) keeps the whole object in an annotation capped at 256 KiB.
+    assert len(yaml.safe_dump(config_map)) < 256 * 1024
+
+
+def test_readme_shows_the_apply_lines_for_both_prometheus_setups() -> None:
+    readme = (REPO / "README.md").read_text()
+    for overlay in ("kube-prometheus", "kube-prometheus-stack"):
+        line = f"kubectl apply -k deploy/overlays/{overlay}"
+        assert line in readme.splitlines() or f"{line}  " in readme or f"{line}\n" in readme
+        assert (DEPLOY / "overlays" / overlay / "kustomization.yaml").is_file()
