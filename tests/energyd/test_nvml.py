@@ -261,3 +261,32 @@ def test_recording_then_replaying_gives_the_same_answers(tmp_path: Path) -> None
     assert [dict(again.read_uj()) for _ in range(4)] == first
     assert again.nvml.process_samples(0, 0) == samples
     assert json.loads(path.read_text())["answers"]["total_energy_mj/1"][3] == {"error": "gpu_lost"}
+
+
+def test_the_recorder_on_this_machine_records_the_missing_driver(tmp_path: Path) -> None:
+    from energyd.gpu_record import main
+
+    out, summary = tmp_path / "rec.json", tmp_path / "summary.json"
+    assert main(["--out", str(out), "--summary", str(summary), "--seconds", "0", "--load-s", "0"]) == 2
+    assert "libnvidia-ml.so.1" in json.loads(summary.read_text())["error"]
+    # The recording replays into the same refusal.
+    with pytest.raises(SourceError, match=r"libnvidia-ml\.so\.1"):
+        GpuSource(ReplayNvml.load(out))
+
+
+def test_the_recorder_writes_a_recording_that_replays_the_same_passes(tmp_path: Path) -> None:
+    from energyd.gpu_record import parser, record
+
+    out, summary = tmp_path / "rec.json", tmp_path / "summary.json"
+    argv = ["--out", str(out), "--summary", str(summary), "--seconds", "0.05", "--interval", "0.01"]
+    args = parser().parse_args([*argv, "--load-s", "0", "--cadence-s", "0.02"])
+    assert record(args, ReplayNvml.load(SYNTHETIC)) == 0
+    figures = json.loads(summary.read_text())
+    assert figures["methods"] == {"gpu-0": "process-utilization", "gpu-1": "memory"}
+    assert len(figures["passes"]) >= 2 and set(figures["real_call_us"]) >= {"total_energy_mj"}
+    answers = json.loads(out.read_text())["answers"]
+    assert answers["device/1"] == [
+        {"uuid": "GPU-5f3c2a10-0000-4000-8000-000000000001", "name": "NVIDIA H200", "mig_enabled": True}
+    ]
+    assert answers["total_energy_mj/0"][:3] == [5000000, 5000000, 5450000]
+    assert "clocks/0" in answers
