@@ -93,7 +93,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--sysfs-root", type=Path, default=Roots.sysfs)
     p.add_argument("--procfs-root", type=Path, default=Roots.procfs)
     p.add_argument("--note", default="", help="appended to measured_on (e.g. 'shared machine')")
-    p.add_argument("--out", type=Path, default=None, help="profile file (default: <pipeline>.yaml)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="the profile's pipeline name (default: --pipeline; e.g. video-gpu beside video)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="profile file (default: <name>.yaml)")
     p.set_defaults(func=_profile)
 
 
@@ -198,8 +203,9 @@ def _profile(args: argparse.Namespace) -> int:
         )
         energy = CpuEnergy(model, node_cpus)
         summary = f"{source.name} energy, fit {model.idle_w:.2f} W idle + {model.busy_core_w:.2f} W/busy core"
-    profile = build_profile(args.pipeline, measured_on, measured, energy, args.latency_stat)
-    out = args.out or Path(f"{args.pipeline}.yaml")
+    name = args.name or args.pipeline
+    profile = build_profile(name, measured_on, measured, energy, args.latency_stat)
+    out = args.out or Path(f"{name}.yaml")
     write_profile(profile, out)
     print(f"wrote {out} ({summary})")
     return 0

@@ -4,6 +4,7 @@ figures, conservation per GPU zone over generated recordings (hypothesis), proce
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.request
 from pathlib import Path
@@ -263,3 +264,21 @@ def test_probe_on_this_machine_says_there_is_no_driver(
     assert "nvml       no   no NVIDIA driver here: libnvidia-ml.so.1 was not found" in out
     assert main(["probe", "--gpu", "off", *roots]) == 0
     assert "nvml" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", sorted(SYNTHETIC.parent.glob("*.json")), ids=lambda p: p.name)
+def test_every_committed_recording_replays_conserved(path: Path, procfs: Path) -> None:
+    """Each recording under fixtures/nvml (synthetic, and the real ones scripts/gpu-measure.sh
+    takes) through the daemon's GPU path: GPU zones, counters that never fall, conservation."""
+    nvml = ReplayNvml.load(path)
+    sampler = GpuSampler(GpuSource(nvml), procfs, NoNames())
+    passes = len(json.loads(path.read_text())["answers"]["total_energy_mj/0"])
+    previous: dict[str, float] = {}
+    for t in range(passes):
+        snap = sampler.step(100.0 + t, empty_snapshot())
+        assert all(zone.startswith("gpu-") for zone in snap.node_energy_j)
+        for zone, j in snap.node_energy_j.items():
+            assert_conserved(snap, zone)
+            assert j >= previous.get(zone, 0.0)
+        previous = dict(snap.node_energy_j)
+    assert previous
