@@ -88,7 +88,7 @@ def detect_method(nvml: Nvml, device: Device) -> str:
 @dataclass
 class _Gpu:
     device: Device
-    method: str
+    method: str  # one of METHODS; "" until the GPU has answered which it supports
     prev_uj: int | None = None
     prev_s: float = 0.0
     since_us: int = 0  # newest process sample seen
@@ -112,15 +112,14 @@ class GpuSampler:
         self._names = names
         self._containers = containers
         self._grace_period_s = grace_period_s
-        self._gpus: dict[str, _Gpu] = {}
-        for device in source.devices:
+        self._gpus = {zone_name(d.index): _Gpu(d, "") for d in source.devices}
+        for gpu in self._gpus.values():
             try:
-                method = detect_method(self._nvml, device)
-            except NvmlError as err:
-                log.warning("%s: no process information (%s)", zone_name(device.index), reason_of(err)[0])
-                method = "none"
-            self._gpus[zone_name(device.index)] = _Gpu(device, method)
-            log.info("%s (%s): attribution by %s", zone_name(device.index), device.name, method)
+                self._detect(gpu)
+            except NvmlError as err:  # a GPU that errs now is asked again on the next pass
+                log.warning(
+                    "%s: attribution method unknown yet (%s)", zone_name(gpu.device.index), reason_of(err)[0]
+                )
         self._node_j: dict[str, float] = {}
         self._power_w: dict[str, float] = {}
         self._pod_j: dict[str, dict[str, float]] = {}
@@ -128,6 +127,10 @@ class GpuSampler:
         self._unattributed_j: dict[tuple[str, str], float] = {}
         self._seen_s: dict[str, float] = {}
         self.errors = 0
+
+    def _detect(self, gpu: _Gpu) -> None:
+        gpu.method = detect_method(self._nvml, gpu.device)
+        log.info("%s (%s): attribution by %s", zone_name(gpu.device.index), gpu.device.name, gpu.method)
 
     def methods(self) -> dict[str, str]:
         return {zone: gpu.method for zone, gpu in self._gpus.items()}
@@ -151,6 +154,8 @@ class GpuSampler:
         return self._merge(snap)
 
     def _advance(self, zone: str, gpu: _Gpu, cur_uj: int, now_s: float) -> None:
+        if not gpu.method:
+            self._detect(gpu)
         if gpu.prev_uj is None:  # the baseline: process counters start from here too
             self._busy_s(gpu, None)
             gpu.prev_uj, gpu.prev_s = cur_uj, now_s
@@ -276,7 +281,7 @@ class GpuSampler:
                     zone: {
                         "uuid": gpu.device.uuid,
                         "model": gpu.device.name,
-                        "attribution": gpu.method,
+                        "attribution": gpu.method or "unknown",
                         "mig": "true" if gpu.device.mig_enabled else "false",
                     }
                     for zone, gpu in self._gpus.items()

@@ -219,6 +219,10 @@ class PynvmlNvml:
         except self._nv.NVMLError as err:
             kind = NVML_ERROR_KINDS.get(type(err).__name__, "unknown")
             raise NvmlError(kind, f"{fn}: {err}") from err
+        except self._nv.NVMLLibraryMismatchError as err:
+            # pynvml's unversioned wrappers call the newest version of a function; a driver
+            # older than the binding lacks it.
+            raise NvmlError("not_supported", f"{fn}: {err}") from err
 
     def _handle(self, index: int) -> Any:
         handle = self._handles.get(index)
@@ -351,6 +355,7 @@ class PynvmlNvml:
 # Every pynvml name PynvmlNvml uses: tests check that the installed binding has them all.
 PYNVML_NAMES = (
     "NVMLError",
+    "NVMLLibraryMismatchError",
     *NVML_ERROR_KINDS,
     "nvmlInit",
     "nvmlShutdown",

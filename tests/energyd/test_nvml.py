@@ -290,3 +290,14 @@ def test_the_recorder_writes_a_recording_that_replays_the_same_passes(tmp_path: 
     ]
     assert answers["total_energy_mj/0"][:3] == [5000000, 5000000, 5450000]
     assert "clocks/0" in answers
+
+
+def test_a_driver_older_than_the_binding_is_not_supported_not_a_crash() -> None:
+    def mismatch(*_args: Any) -> Any:
+        raise pynvml.NVMLLibraryMismatchError("Unversioned function called")
+
+    nvml = PynvmlNvml(fake_pynvml(nvmlDeviceGetComputeRunningProcesses=mismatch))
+    nvml.init()
+    with pytest.raises(NvmlError) as caught:
+        nvml.compute_processes(0)
+    assert caught.value.kind == "not_supported"

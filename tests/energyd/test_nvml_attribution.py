@@ -282,3 +282,24 @@ def test_every_committed_recording_replays_conserved(path: Path, procfs: Path) -
             assert j >= previous.get(zone, 0.0)
         previous = dict(snap.node_energy_j)
     assert previous
+
+
+def test_a_gpu_that_errs_at_start_is_asked_again_for_its_method(procfs: Path) -> None:
+    answers: dict[str, list[Any]] = {
+        "init": [None],
+        "driver_version": ["580.159.04"],
+        "device_count": [1],
+        "device/0": [{"uuid": "GPU-a", "name": "NVIDIA H200", "mig_enabled": False}],
+        "total_energy_mj/0": [0, 0, 100_000],
+        "process_samples/0": [
+            {"error": "gpu_lost"},
+            [],
+            [],
+            [{"pid": 4242, "timestamp_us": 5, "sm_util_pct": 40}],
+        ],
+    }
+    sampler = GpuSampler(GpuSource(ReplayNvml({"format": FORMAT, "answers": answers})), procfs, NoNames())
+    assert sampler.methods() == {"gpu-0": ""}
+    assert sampler.step(1.0, empty_snapshot()).gpu_info["gpu-0"]["attribution"] == "process-utilization"
+    snap = sampler.step(2.0, empty_snapshot())
+    assert snap.pod_energy_j["gpu-0"] == {A: pytest.approx(40.0)}
