@@ -48,7 +48,7 @@ _CGROUP_BYTES = 64 * 1024
 def pod_of_pid(procfs: Path, pid: int) -> tuple[str, str | None] | None:
     """(pod uid, container id or None) of a process from its cgroup path; None outside pods."""
     try:
-        fd = os.open(procfs / str(pid) / "cgroup", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(os.path.join(procfs, str(pid), "cgroup"), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None  # exited meanwhile, or not visible: counted as system
     try:
@@ -93,6 +93,7 @@ class _Gpu:
     prev_s: float = 0.0
     since_us: int = 0  # newest process sample seen
     accounting_ms: dict[int, float] = field(default_factory=dict)  # pid -> cumulative busy ms
+    owners: dict[int, tuple[str, str | None] | None] = field(default_factory=dict)  # pid -> pod
 
 
 class GpuSampler:
@@ -169,7 +170,7 @@ class GpuSampler:
         busy = self._busy_s(gpu, max(elapsed_s, 0.0))
         zone_j = delta_uj(gpu.prev_uj, cur_uj, None) / UJ_PER_J
         gpu.prev_uj, gpu.prev_s = cur_uj, now_s
-        fractions = self._fractions(elapsed_s, busy, now_s)
+        fractions = self._fractions(gpu, elapsed_s, busy, now_s)
         self._accumulate(zone, zone_j, fractions)
         self._power_w[zone] = zone_j / elapsed_s if elapsed_s > 0 else 0.0
 
@@ -218,10 +219,17 @@ class GpuSampler:
             return {pid: busy_s * used / total for pid, used in memory.items()}
         return {}
 
-    def _fractions(self, elapsed_s: float, busy: Mapping[int, float], now_s: float) -> Shares[str, str]:
+    def _fractions(
+        self, gpu: _Gpu, elapsed_s: float, busy: Mapping[int, float], now_s: float
+    ) -> Shares[str, str]:
         pods: dict[str, tuple[float, dict[str, float]]] = {}
+        # A pid's pod is read once while the pid keeps showing up on this GPU: a process does
+        # not change pods, and a pid reused between two passes would need the whole pid space
+        # (pid_max, 4M on current kernels) to cycle within one interval.
+        owners, gpu.owners = gpu.owners, {}
         for pid, gpu_s in busy.items():
-            owner = pod_of_pid(self._procfs, pid)
+            owner = owners[pid] if pid in owners else pod_of_pid(self._procfs, pid)
+            gpu.owners[pid] = owner
             if owner is None:
                 continue  # outside pods: part of busy, so it lands in system
             uid, cid = owner

@@ -303,3 +303,26 @@ def test_a_gpu_that_errs_at_start_is_asked_again_for_its_method(procfs: Path) ->
     assert sampler.step(1.0, empty_snapshot()).gpu_info["gpu-0"]["attribution"] == "process-utilization"
     snap = sampler.step(2.0, empty_snapshot())
     assert snap.pod_energy_j["gpu-0"] == {A: pytest.approx(40.0)}
+
+
+def test_a_pid_is_resolved_again_once_it_left_the_gpu(procfs: Path) -> None:
+    def sample(ts: int) -> list[dict[str, int]]:
+        return [{"pid": 4242, "timestamp_us": ts, "sm_util_pct": 100}]
+
+    answers: dict[str, list[Any]] = {
+        "init": [None],
+        "driver_version": ["580.159.04"],
+        "device_count": [1],
+        "device/0": [{"uuid": "GPU-a", "name": "NVIDIA H200", "mig_enabled": False}],
+        "total_energy_mj/0": [0, 0, 10_000, 20_000, 30_000, 40_000],
+        "process_samples/0": [[], [], sample(1), sample(2), [], sample(4)],
+    }
+    sampler = GpuSampler(GpuSource(ReplayNvml({"format": FORMAT, "answers": answers})), procfs, NoNames())
+    for t in range(3):
+        snap = sampler.step(float(t), empty_snapshot())
+    assert snap.pod_energy_j["gpu-0"] == {A: pytest.approx(20.0)}
+    write_cgroup(procfs, 4242, systemd_v2(B, CB))  # the pid is reused by a process of pod B
+    snap = sampler.step(3.0, empty_snapshot())  # no sample: the pid left the GPU
+    assert snap.pod_energy_j["gpu-0"] == {A: pytest.approx(20.0)}
+    snap = sampler.step(4.0, empty_snapshot())  # back: its pod is read again
+    assert snap.pod_energy_j["gpu-0"] == {A: pytest.approx(20.0), B: pytest.approx(10.0)}
