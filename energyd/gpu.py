@@ -15,6 +15,7 @@ in `failures`; the others, and the CPU zones, go on.
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -121,12 +122,18 @@ class GpuProbe:
 
 
 def format_gpu_probe(result: GpuProbe) -> str:
+    """The GPU part of `energyd probe`, laid out as the CPU sources' part is."""
+    indent = " " * 18
+
+    def wrap(head: str, text: str) -> str:
+        return textwrap.fill(text, 100, initial_indent=head, subsequent_indent=indent, break_on_hyphens=False)
+
     head = f"  {'nvml':<10} {'yes' if result.works else 'no':<4} "
     if not result.works:
-        lines = [head + result.reason]
+        lines = [wrap(head, result.reason)]
         if result.fix:
-            lines.append(" " * 18 + f"fix: {result.fix}")
+            lines.append(wrap(indent, f"fix: {result.fix}"))
     else:
-        lines = [head + "measured (NVML energy counter); GPU zones are in the node total"]
-        lines += [" " * 18 + line for line in result.lines]
+        lines = [wrap(head, "measured (NVML energy counter); GPU zones are in the node total")]
+        lines += [wrap(indent, line) for line in result.lines]
     return "\n".join(["GPUs (beside the CPU source, `energyd run --gpu auto`):", "", *lines])
