@@ -50,6 +50,7 @@ NVML_ERROR_KINDS = {
     "NVMLError_FunctionNotFound": "not_supported",  # a driver older than the call
     "NVMLError_NoPermission": "no_permission",
     "NVMLError_NotFound": "not_found",
+    "NVMLError_NoData": "not_found",
     "NVMLError_LibRmVersionMismatch": "version_mismatch",
 }
 ERROR_KINDS = frozenset(
@@ -218,6 +219,10 @@ class PynvmlNvml:
             return getattr(self._nv, fn)(*args)
         except self._nv.NVMLError as err:
             kind = NVML_ERROR_KINDS.get(type(err).__name__, "unknown")
+            if getattr(err, "value", None) == 0:
+                # pynvml raises NVMLError(NVML_SUCCESS) where a size query found nothing to
+                # return (nvmlDeviceGetProcessUtilization with no process): no data, not a fault.
+                kind = "not_found"
             raise NvmlError(kind, f"{fn}: {err}") from err
         except self._nv.NVMLLibraryMismatchError as err:
             # pynvml's unversioned wrappers call the newest version of a function; a driver

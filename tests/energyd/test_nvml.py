@@ -301,3 +301,14 @@ def test_a_driver_older_than_the_binding_is_not_supported_not_a_crash() -> None:
     with pytest.raises(NvmlError) as caught:
         nvml.compute_processes(0)
     assert caught.value.kind == "not_supported"
+
+
+def test_pynvml_raising_success_means_no_samples() -> None:
+    # pynvml's nvmlDeviceGetProcessUtilization raises NVMLError(ret) for any ret but
+    # INSUFFICIENT_SIZE, NVML_SUCCESS (nothing to size) included.
+    def success(*_args: Any) -> Any:
+        raise pynvml.NVMLError(pynvml.NVML_SUCCESS)
+
+    nvml = PynvmlNvml(fake_pynvml(nvmlDeviceGetProcessUtilization=success))
+    nvml.init()
+    assert nvml.process_samples(0, 0) == []
