@@ -6,7 +6,7 @@
 #
 #   scripts/gpu-measure.sh wheels   # HERE, with pip and a network: the wheels the GPU machine lacks,
 #                                   # into .whl/ (git-ignored through .git/info/exclude)
-#   scripts/gpu-measure.sh run      # THERE: the measurement (about 6 minutes on an H200)
+#   scripts/gpu-measure.sh run      # THERE: the measurement (estimated 6 minutes on an H200)
 #
 # docs/profiles.md ("Measuring on a GPU") says how to run it through the device tool and what to
 # commit from its output. The GPU machine needs python3 with torch (CUDA), torchvision, pyyaml,
@@ -44,7 +44,8 @@ run() {
 
     step "versions"
     "$PY" -c 'import sys, torch, torchvision, pynvml; print(sys.version.split()[0], "torch", torch.__version__,
-        "cuda", torch.version.cuda, "torchvision", torchvision.__version__, "GPU", torch.cuda.get_device_name(0))'
+        "cuda", torch.version.cuda, "torchvision", torchvision.__version__, "GPU", torch.cuda.get_device_name(0))' \
+        || echo "versions: see the error above"
     nvidia-smi -q >"$OUT/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed (see nvidia-smi.txt)"
 
     step "energyd probe"
@@ -73,7 +74,7 @@ run() {
         step "adapter profile --device cuda --pipeline $pipeline"
         "$PY" -m adapter.profiler profile --device cuda --pipeline "$pipeline" --name "$pipeline-gpu" \
             --duration-s 1.5 --warmup-s 0.5 --idle-s 5 --out "$OUT/$pipeline-gpu.yaml" \
-            --note "measured by scripts/gpu-measure.sh"
+            --note "measured by scripts/gpu-measure.sh" || echo "profile $pipeline failed (see above)"
     done
     step "done; files in $OUT"
     ls -l "$OUT"
