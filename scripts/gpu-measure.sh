@@ -61,12 +61,14 @@ run() {
     if [ ! -e $cgroup/cgroup.controllers ] && [ ! -d $cgroup/cpuacct ] && [ ! -d $cgroup/cpu,cpuacct ]; then
         cgroup=$(mktemp -d) && touch "$cgroup/cgroup.controllers"  # no pods here: an empty v2 root
     fi
-    "$PY" -m energyd run --gpu auto --source auto --host 127.0.0.1 --port 9102 --interval 1 --cgroup-root "$cgroup" &
+    port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$PY" -m energyd run --gpu auto --source auto --host 127.0.0.1 --port "$port" --interval 1 --cgroup-root "$cgroup" &
     daemon=$!
     sleep 8
-    "$PY" -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9102/metrics", timeout=5).read().decode())' \
-        >"$OUT/metrics.txt" 2>&1 || echo "no /metrics (see log)"
-    kill -TERM "$daemon"; wait "$daemon" || true
+    "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+        "http://127.0.0.1:$port/metrics" >"$OUT/metrics.txt" 2>&1 || echo "no /metrics (see log)"
+    kill -TERM "$daemon" 2>/dev/null || true
+    wait "$daemon" || true
     grep -E '^energyd_(node_energy|gpu_info|source_info|pod_energy|unattributed)' "$OUT/metrics.txt" | grep -v '^#' | head -40 || true
 
     # 16 variants x 7 batch sizes, 0.5 s warm-up + 1.5 s per point, 5 s idle before and after.
