@@ -31,7 +31,7 @@ from energyd.gpu_attribution import GpuSampler  # noqa: E402
 from energyd.procstat import read_cpu_times  # noqa: E402
 from energyd.sampler import Snapshot  # noqa: E402
 from energyd.sources.estimate import EstimateSource  # noqa: E402
-from energyd.sources.nvml import FORMAT, ReplayNvml  # noqa: E402
+from energyd.sources.nvml_replay import FORMAT, ReplayNvml  # noqa: E402
 from energyd.sources.powercap import PowercapSource  # noqa: E402
 from tests.energyd import fixture_trees as ft  # noqa: E402
 

@@ -29,7 +29,8 @@ from energyd.gpu import GpuSource
 from energyd.gpu_attribution import GpuSampler
 from energyd.sampler import Snapshot
 from energyd.sources.base import SourceError
-from energyd.sources.nvml import Nvml, NvmlError, PynvmlNvml, RecordingNvml
+from energyd.sources.nvml import Nvml, NvmlError, PynvmlNvml
+from energyd.sources.nvml_replay import RecordingNvml
 
 LOAD = """
 import sys, time, torch

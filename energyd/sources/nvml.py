@@ -1,44 +1,27 @@
 """Every NVML call energyd and the profiler make, behind one small interface (`Nvml`).
 
-Three implementations: `PynvmlNvml`, NVIDIA's binding (`nvidia-ml-py`, imported lazily: the
-optional `gpu` extra); `ReplayNvml`, which answers from a recording (JSON, the format below), so
-that tests and benchmarks run the production code without a GPU; and `RecordingNvml`, which
-wraps a real one and writes what it answered in that format (scripts/gpu-measure.sh).
+`PynvmlNvml` is NVIDIA's binding (`nvidia-ml-py`, imported lazily: the optional `gpu` extra);
+`energyd.sources.nvml_replay` holds the replay of recorded answers (tests and benchmarks run the
+production code without a GPU) and the recorder that writes them (scripts/gpu-measure.sh).
 
 Errors come out as `NvmlError(kind)`, one kind per NVML error energyd tells apart (pynvml's
 exception classes map to them by name, see NVML_ERROR_KINDS). Answers are external input: every
 number is bounded and every string cut, naming the field when one is refused.
-
-Recording format (``energyd-nvml-replay/1``)::
-
-    {"format": "energyd-nvml-replay/1", "recorded_on": "...",
-     "answers": {"init": [null], "driver_version": ["580.159.04"], "device_count": [1],
-                 "device/0": [{"uuid": "GPU-...", "name": "NVIDIA H200", "mig_enabled": false}],
-                 "total_energy_mj/0": [1000, 1410, {"error": "gpu_lost"}], ...}}
-
-Each key is a call (with the device index after "/"); its list is answered in order, the last
-answer repeating once the list is used up; `{"error": KIND}` raises. A call the recording never
-answered raises `not_supported`, as NVML does for a function a GPU lacks.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
-FORMAT = "energyd-nvml-replay/1"
 MAX_DEVICES = 64
 MAX_PROCESSES = 4096  # per GPU and call: more is refused rather than looped over
 MAX_TEXT = 96
 MAX_ENERGY_MJ = 2**64 - 1
-MAX_RECORDING_BYTES = 16 * 2**20
 
 # pynvml exception class -> the kind energyd handles. Any other NVMLError is "unknown".
 NVML_ERROR_KINDS = {
@@ -168,7 +151,7 @@ def bounded_int(value: object, field: str, low: int, high: int) -> int:
     return value
 
 
-def _text(value: object, field: str) -> str:
+def check_text(value: object, field: str) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
@@ -176,7 +159,7 @@ def _text(value: object, field: str) -> str:
     return "".join(c for c in value if c.isprintable())[:MAX_TEXT]
 
 
-def _listed(items: object, field: str) -> list[Any]:
+def check_list(items: object, field: str) -> list[Any]:
     if not isinstance(items, list):
         raise NvmlError("invalid_answer", f"{field}: expected a list, got {type(items).__name__}")
     if len(items) > MAX_PROCESSES:
@@ -184,16 +167,16 @@ def _listed(items: object, field: str) -> list[Any]:
     return items
 
 
-def _optional_mhz(value: object, field: str) -> int | None:
+def check_mhz(value: object, field: str) -> int | None:
     return None if value is None else bounded_int(value, field, 0, 100_000)
 
 
-def _pct(value: object, field: str) -> int:
+def check_pct(value: object, field: str) -> int:
     # NVML reports percents; a value past 100 is clamped rather than refused (seen on some boards).
     return min(bounded_int(value, field, 0, 2**32 - 1), 100)
 
 
-def _pid(value: object, field: str) -> int:
+def check_pid(value: object, field: str) -> int:
     return bounded_int(value, field, 0, 2**31 - 1)
 
 
@@ -256,7 +239,7 @@ class PynvmlNvml:
             self._nv = None
 
     def driver_version(self) -> str:
-        return _text(self._call("nvmlSystemGetDriverVersion"), "driver_version")
+        return check_text(self._call("nvmlSystemGetDriverVersion"), "driver_version")
 
     def device_count(self) -> int:
         return bounded_int(self._call("nvmlDeviceGetCount"), "device_count", 0, MAX_DEVICES)
@@ -271,8 +254,8 @@ class PynvmlNvml:
             mig = False  # pre-Ampere GPUs have no MIG
         return Device(
             index,
-            _text(self._call("nvmlDeviceGetUUID", h), "uuid"),
-            _text(self._call("nvmlDeviceGetName", h), "name"),
+            check_text(self._call("nvmlDeviceGetUUID", h), "uuid"),
+            check_text(self._call("nvmlDeviceGetName", h), "name"),
             mig,
         )
 
@@ -289,11 +272,11 @@ class PynvmlNvml:
             raise
         return [
             ProcessSample(
-                _pid(s.pid, "pid"),
+                check_pid(s.pid, "pid"),
                 bounded_int(s.timeStamp, "timestamp_us", 0, 2**63 - 1),
-                _pct(s.smUtil, "sm_util_pct"),
+                check_pct(s.smUtil, "sm_util_pct"),
             )
-            for s in _listed(list(raw), "process_samples")
+            for s in check_list(list(raw), "process_samples")
         ]
 
     def accounting(self, index: int) -> list[AccountingEntry]:
@@ -301,17 +284,17 @@ class PynvmlNvml:
         if self._call("nvmlDeviceGetAccountingMode", h) != self._nv.NVML_FEATURE_ENABLED:
             raise NvmlError("not_supported", "accounting mode is off (nvidia-smi -am 1 turns it on)")
         entries = []
-        for pid in _listed(self._call("nvmlDeviceGetAccountingPids", h), "accounting_pids"):
+        for raw_pid in check_list(self._call("nvmlDeviceGetAccountingPids", h), "accounting_pids"):
             try:
-                stats = self._call("nvmlDeviceGetAccountingStats", h, pid)
+                stats = self._call("nvmlDeviceGetAccountingStats", h, raw_pid)
             except NvmlError as err:
                 if err.kind == "not_found":  # left the accounting buffer meanwhile
                     continue
                 raise
             entries.append(
                 AccountingEntry(
-                    _pid(pid, "pid"),
-                    _pct(stats.gpuUtilization, "gpu_util_pct"),
+                    check_pid(raw_pid, "pid"),
+                    check_pct(stats.gpuUtilization, "gpu_util_pct"),
                     bounded_int(stats.time, "time_ms", 0, 2**63 - 1),
                     bool(stats.isRunning),
                 )
@@ -322,14 +305,16 @@ class PynvmlNvml:
         raw = self._call("nvmlDeviceGetComputeRunningProcesses", self._handle(index))
         return [
             ProcessMemory(
-                _pid(p.pid, "pid"),
+                check_pid(p.pid, "pid"),
                 None if p.usedGpuMemory is None else bounded_int(p.usedGpuMemory, "used_bytes", 0, 2**63),
             )
-            for p in _listed(list(raw), "compute_processes")
+            for p in check_list(list(raw), "compute_processes")
         ]
 
     def utilization_pct(self, index: int) -> int:
-        return _pct(self._call("nvmlDeviceGetUtilizationRates", self._handle(index)).gpu, "utilization_pct")
+        return check_pct(
+            self._call("nvmlDeviceGetUtilizationRates", self._handle(index)).gpu, "utilization_pct"
+        )
 
     def clocks(self, index: int) -> Clocks:
         h, nv = self._handle(index), self._nv
@@ -344,12 +329,12 @@ class PynvmlNvml:
 
         persistence = optional("nvmlDeviceGetPersistenceMode")
         return Clocks(
-            _optional_mhz(optional("nvmlDeviceGetMaxClockInfo", nv.NVML_CLOCK_SM), "sm_max_mhz"),
-            _optional_mhz(
+            check_mhz(optional("nvmlDeviceGetMaxClockInfo", nv.NVML_CLOCK_SM), "sm_max_mhz"),
+            check_mhz(
                 optional("nvmlDeviceGetClock", nv.NVML_CLOCK_SM, nv.NVML_CLOCK_ID_APP_CLOCK_TARGET),
                 "sm_app_mhz",
             ),
-            _optional_mhz(
+            check_mhz(
                 optional("nvmlDeviceGetClock", nv.NVML_CLOCK_SM, nv.NVML_CLOCK_ID_APP_CLOCK_DEFAULT),
                 "sm_app_default_mhz",
             ),
@@ -386,200 +371,3 @@ PYNVML_NAMES = (
     "NVML_CLOCK_ID_APP_CLOCK_TARGET",
     "NVML_CLOCK_ID_APP_CLOCK_DEFAULT",
 )
-
-
-# ---- Replay and record ----
-
-
-def _answer_to_json(value: object) -> object:
-    if isinstance(value, list):
-        return [_answer_to_json(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        data = asdict(value)  # type: ignore[call-overload]
-        data.pop("index", None)  # the key says which device
-        return data
-    return value
-
-
-class ReplayNvml:
-    """Answers from a recording (see the module docstring), through the same bounds as the real one."""
-
-    def __init__(self, recording: dict[str, Any], source: str = "<recording>") -> None:
-        if recording.get("format") != FORMAT:
-            raise ValueError(f"{source}: format must be {FORMAT!r}, got {recording.get('format')!r}")
-        answers = recording.get("answers")
-        if not isinstance(answers, dict) or not all(isinstance(v, list) and v for v in answers.values()):
-            raise ValueError(f"{source}: answers must map each call to a non-empty list")
-        self.recorded_on = str(recording.get("recorded_on", ""))
-        self._answers: dict[str, list[Any]] = answers
-        self._next: dict[str, int] = {}
-
-    @classmethod
-    def load(cls, path: Path) -> ReplayNvml:
-        if path.stat().st_size > MAX_RECORDING_BYTES:
-            raise ValueError(f"{path}: larger than {MAX_RECORDING_BYTES} bytes")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: not a JSON object")
-        return cls(data, str(path))
-
-    def _answer(self, key: str) -> Any:
-        queue = self._answers.get(key)
-        if queue is None:
-            raise NvmlError("not_supported", f"{key}: not in the recording")
-        i = self._next.get(key, 0)
-        self._next[key] = i + 1
-        value = queue[min(i, len(queue) - 1)]
-        if isinstance(value, dict) and set(value) == {"error"}:
-            kind = value["error"]
-            raise NvmlError(kind if kind in ERROR_KINDS else "unknown", f"{key} (replayed)")
-        return value
-
-    def _record(self, key: str, field: str) -> dict[str, Any]:
-        value = self._answer(key)
-        if not isinstance(value, dict):
-            raise NvmlError("invalid_answer", f"{field}: expected an object, got {type(value).__name__}")
-        return value
-
-    def init(self) -> None:
-        self._answer("init")
-
-    def shutdown(self) -> None:
-        self._answers.setdefault("shutdown", [None])
-        self._answer("shutdown")
-
-    def driver_version(self) -> str:
-        return _text(self._answer("driver_version"), "driver_version")
-
-    def device_count(self) -> int:
-        return bounded_int(self._answer("device_count"), "device_count", 0, MAX_DEVICES)
-
-    def device(self, index: int) -> Device:
-        d = self._record(f"device/{index}", "device")
-        return Device(
-            index, _text(d.get("uuid"), "uuid"), _text(d.get("name"), "name"), d.get("mig_enabled") is True
-        )
-
-    def total_energy_mj(self, index: int) -> int:
-        return bounded_int(self._answer(f"total_energy_mj/{index}"), "total_energy_mj", 0, MAX_ENERGY_MJ)
-
-    def process_samples(self, index: int, since_us: int) -> list[ProcessSample]:
-        samples = [
-            ProcessSample(
-                _pid(s.get("pid"), "pid"),
-                bounded_int(s.get("timestamp_us"), "timestamp_us", 0, 2**63 - 1),
-                _pct(s.get("sm_util_pct"), "sm_util_pct"),
-            )
-            for s in _listed(self._answer(f"process_samples/{index}"), "process_samples")
-            if isinstance(s, dict)
-        ]
-        return [s for s in samples if s.timestamp_us > since_us]
-
-    def accounting(self, index: int) -> list[AccountingEntry]:
-        return [
-            AccountingEntry(
-                _pid(a.get("pid"), "pid"),
-                _pct(a.get("gpu_util_pct"), "gpu_util_pct"),
-                bounded_int(a.get("time_ms"), "time_ms", 0, 2**63 - 1),
-                a.get("running") is True,
-            )
-            for a in _listed(self._answer(f"accounting/{index}"), "accounting")
-            if isinstance(a, dict)
-        ]
-
-    def compute_processes(self, index: int) -> list[ProcessMemory]:
-        return [
-            ProcessMemory(
-                _pid(p.get("pid"), "pid"),
-                None
-                if p.get("used_bytes") is None
-                else bounded_int(p.get("used_bytes"), "used_bytes", 0, 2**63),
-            )
-            for p in _listed(self._answer(f"compute_processes/{index}"), "compute_processes")
-            if isinstance(p, dict)
-        ]
-
-    def utilization_pct(self, index: int) -> int:
-        return _pct(self._answer(f"utilization_pct/{index}"), "utilization_pct")
-
-    def clocks(self, index: int) -> Clocks:
-        c = self._record(f"clocks/{index}", "clocks")
-        persistence = c.get("persistence")
-        return Clocks(
-            _optional_mhz(c.get("sm_max_mhz"), "sm_max_mhz"),
-            _optional_mhz(c.get("sm_app_mhz"), "sm_app_mhz"),
-            _optional_mhz(c.get("sm_app_default_mhz"), "sm_app_default_mhz"),
-            persistence if isinstance(persistence, bool) else None,
-        )
-
-
-class RecordingNvml:
-    """Passes every call to `inner` and keeps its answer (or error) in the replay format."""
-
-    def __init__(self, inner: Nvml, recorded_on: str) -> None:
-        self._inner = inner
-        self.recorded_on = recorded_on
-        self.answers: dict[str, list[object]] = {}
-
-    def _keep(self, key: str, call: Callable[[], Any]) -> Any:
-        try:
-            value = call()
-        except NvmlError as err:
-            self.answers.setdefault(key, []).append({"error": err.kind})
-            raise
-        self.answers.setdefault(key, []).append(_answer_to_json(value))
-        return value
-
-    def recording(self) -> dict[str, object]:
-        return {"format": FORMAT, "recorded_on": self.recorded_on, "answers": self.answers}
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.recording(), indent=1) + "\n", encoding="utf-8")
-
-    def init(self) -> None:
-        self._keep("init", self._inner.init)
-
-    def shutdown(self) -> None:
-        self._keep("shutdown", self._inner.shutdown)
-
-    def driver_version(self) -> str:
-        result: str = self._keep("driver_version", self._inner.driver_version)
-        return result
-
-    def device_count(self) -> int:
-        result: int = self._keep("device_count", self._inner.device_count)
-        return result
-
-    def device(self, index: int) -> Device:
-        result: Device = self._keep(f"device/{index}", lambda: self._inner.device(index))
-        return result
-
-    def total_energy_mj(self, index: int) -> int:
-        result: int = self._keep(f"total_energy_mj/{index}", lambda: self._inner.total_energy_mj(index))
-        return result
-
-    def process_samples(self, index: int, since_us: int) -> list[ProcessSample]:
-        result: list[ProcessSample] = self._keep(
-            f"process_samples/{index}", lambda: self._inner.process_samples(index, since_us)
-        )
-        return result
-
-    def accounting(self, index: int) -> list[AccountingEntry]:
-        result: list[AccountingEntry] = self._keep(
-            f"accounting/{index}", lambda: self._inner.accounting(index)
-        )
-        return result
-
-    def compute_processes(self, index: int) -> list[ProcessMemory]:
-        result: list[ProcessMemory] = self._keep(
-            f"compute_processes/{index}", lambda: self._inner.compute_processes(index)
-        )
-        return result
-
-    def utilization_pct(self, index: int) -> int:
-        result: int = self._keep(f"utilization_pct/{index}", lambda: self._inner.utilization_pct(index))
-        return result
-
-    def clocks(self, index: int) -> Clocks:
-        result: Clocks = self._keep(f"clocks/{index}", lambda: self._inner.clocks(index))
-        return result

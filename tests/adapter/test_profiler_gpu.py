@@ -21,7 +21,8 @@ from adapter.profiler.writer import build_profile, write_profile
 from adapter.profiles import load_profile
 from energyd.gpu import GpuSource
 from energyd.sources.base import SourceError
-from energyd.sources.nvml import FORMAT, Clocks, ReplayNvml
+from energyd.sources.nvml import Clocks
+from energyd.sources.nvml_replay import FORMAT, ReplayNvml
 from tests.adapter.test_profiler import SimulatedNode
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,19 +16,18 @@ import pytest
 from energyd.gpu import GpuSource
 from energyd.sources.base import SourceError
 from energyd.sources.nvml import (
-    FORMAT,
     NVML_ERROR_KINDS,
     PYNVML_NAMES,
     REASONS,
+    AccountingEntry,
     Clocks,
     Device,
     NvmlError,
     ProcessMemory,
     ProcessSample,
     PynvmlNvml,
-    RecordingNvml,
-    ReplayNvml,
 )
+from energyd.sources.nvml_replay import FORMAT, RecordingNvml, ReplayNvml
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nvml"
 SYNTHETIC = FIXTURES / "synthetic-2gpu-mig.json"
@@ -140,6 +139,28 @@ def test_the_real_binding_reads_pynvml_shaped_answers() -> None:
     with pytest.raises(NvmlError) as off:
         nvml.accounting(0)
     assert off.value.kind == "not_supported" and "nvidia-smi -am 1" in off.value.detail
+
+
+def test_the_real_binding_reads_accounting_stats() -> None:
+    stats = {
+        7: SimpleNamespace(gpuUtilization=50, time=2000, isRunning=1),
+        9: SimpleNamespace(gpuUtilization=10, time=100, isRunning=0),
+    }
+
+    def accounting_stats(h: str, pid: int) -> Any:
+        if pid not in stats:
+            raise pynvml.NVMLError_NotFound()
+        return stats[pid]
+
+    nvml = PynvmlNvml(
+        fake_pynvml(
+            nvmlDeviceGetAccountingMode=lambda h: pynvml.NVML_FEATURE_ENABLED,
+            nvmlDeviceGetAccountingPids=lambda h: [7, 8, 9],  # 8 left the buffer meanwhile
+            nvmlDeviceGetAccountingStats=accounting_stats,
+        )
+    )
+    nvml.init()
+    assert nvml.accounting(0) == [AccountingEntry(7, 50, 2000, True), AccountingEntry(9, 10, 100, False)]
 
 
 def test_no_samples_is_an_empty_list_not_an_error() -> None:

@@ -21,7 +21,7 @@ from energyd.gpu import GpuSource, format_gpu_probe
 from energyd.gpu_attribution import GpuSampler, pod_of_pid, probe_gpu
 from energyd.sampler import Snapshot
 from energyd.sources.base import delta_uj
-from energyd.sources.nvml import FORMAT, ReplayNvml
+from energyd.sources.nvml_replay import FORMAT, ReplayNvml
 from tests.energyd.cgroup_trees import NodeTree, container_id, pod_uid
 
 SYNTHETIC = Path(__file__).parent / "fixtures" / "nvml" / "synthetic-2gpu-mig.json"
