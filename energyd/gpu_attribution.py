@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -127,7 +128,7 @@ class GpuSampler:
         self._container_j: dict[str, dict[tuple[str, str], float]] = {}
         self._unattributed_j: dict[tuple[str, str], float] = {}
         self._seen_s: dict[str, float] = {}
-        self.errors = 0
+        self.errors: Counter[str] = Counter()  # failed reads by NVML error kind
 
     def _detect(self, gpu: _Gpu) -> None:
         gpu.method = detect_method(self._nvml, gpu.device)
@@ -142,7 +143,7 @@ class GpuSampler:
         except SourceError as err:
             log.warning("GPU energy read failed: %s", err.reason)
             readings = {}
-        self.errors += len(self._source.failures)
+        self.errors.update(self._source.failures.values())
         for zone, cur_uj in readings.items():
             gpu = self._gpus[zone.name]
             try:
@@ -150,7 +151,7 @@ class GpuSampler:
             except NvmlError as err:
                 # The previous readings stay: the next good pass covers this interval too.
                 log.warning("%s process read failed: %s", zone.name, reason_of(err)[0])
-                self.errors += 1
+                self.errors[err.kind] += 1
         self._forget(now_s - self._grace_period_s)
         return self._merge(snap)
 
@@ -268,7 +269,7 @@ class GpuSampler:
             uid: meta for uid in gpu_uids - snap.pod_meta.keys() if (meta := lookup(uid)) is not None
         }
         errors = dict(snap.read_errors)
-        errors["nvml"] = self.errors
+        errors["nvml"] = sum(self.errors.values())
         return replace(
             snap,
             node_energy_j={**snap.node_energy_j, **self._node_j},

@@ -108,7 +108,7 @@ def record(args: argparse.Namespace, nvml: Nvml | None = None) -> int:
     if load is not None:
         load.wait(timeout=args.load_s + 60)
     summary["passes"] = passes
-    summary["read_errors"] = sampler.errors
+    summary["read_errors"] = dict(sampler.errors)
     index = source.devices[0].index
     summary["real_call_us"] = {
         "total_energy_mj": call_cost_us(lambda: real.total_energy_mj(index)),
