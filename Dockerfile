@@ -17,18 +17,19 @@ COPY adapter ./adapter
 # The adapter's set contains energyd's. Every dependency ships manylinux wheels for CPython
 # 3.11: nothing is compiled, and a slim base has no compiler to fall back on, so a missing wheel
 # fails the build instead of growing it.
-RUN pip wheel --prefer-binary --wheel-dir /wheels '.[adapter]'
+RUN pip wheel --prefer-binary --wheel-dir /wheels '.[adapter,gpu]'
 
 # --- base: what both runtime images share ---
 FROM ${PYTHON_IMAGE} AS base
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
-# --- energyd: prometheus-client and the kubernetes client only ---
+# --- energyd: prometheus-client, the kubernetes client and NVIDIA's NVML binding (pure Python,
+# loaded only on nodes with a GPU driver: deploy/overlays/gpu) ---
 # The wheels reach the image through a BuildKit bind mount: installed offline, never a layer.
 FROM base AS energyd
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels energyd \
+    pip install --no-index --find-links=/wheels 'energyd[gpu]' \
  && energyd --help >/dev/null
 # Non-root by default; the DaemonSet sets runAsUser 0 with every capability dropped, because
 # energy_uj is readable by root only (Linux >= 5.10).

@@ -18,12 +18,15 @@ from wsgiref.simple_server import WSGIServer
 from energyd import __version__, logs
 from energyd.cgroups import CgroupError, PodUsageReader
 from energyd.cgroups.names import PodResolver, from_environment
-from energyd.config import SOURCE_CHOICES, Config, Roots
+from energyd.config import GPU_CHOICES, SOURCE_CHOICES, Config, Roots
 from energyd.exporter import serve
+from energyd.gpu import GpuSource, format_gpu_probe
+from energyd.gpu_attribution import GpuSampler, probe_gpu
 from energyd.probe import format_probe, probe
 from energyd.procstat import read_cpu_times
 from energyd.sampler import Sampler, Snapshot, SourceStatus
 from energyd.sources.base import SourceError
+from energyd.sources.nvml import Nvml, PynvmlNvml
 from energyd.sources.select import open_source
 
 log = logging.getLogger(__name__)
@@ -36,9 +39,16 @@ class StartupError(Exception):
 class Daemon:
     """The wired daemon: a sampler stepped on a timer and an HTTP server showing its snapshot."""
 
-    def __init__(self, config: Config, sampler: Sampler, closers: Sequence[Callable[[], None]]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sampler: Sampler,
+        closers: Sequence[Callable[[], None]],
+        gpu: GpuSampler | None = None,
+    ) -> None:
         self.config = config
         self._sampler = sampler
+        self._gpu = gpu
         self._closers = closers  # release what build() opened (perf child, descriptors, watch)
         self._latest: Snapshot | None = None
         self._server: WSGIServer | None = None
@@ -47,7 +57,9 @@ class Daemon:
         return self._latest
 
     def step(self) -> Snapshot:
-        self._latest = self._sampler.step(time.time())
+        now_s = time.time()
+        snap = self._sampler.step(now_s)
+        self._latest = snap if self._gpu is None else self._gpu.step(now_s, snap)
         return self._latest
 
     def serve(self) -> int:
@@ -79,9 +91,10 @@ class Daemon:
             close()
 
 
-def build(config: Config, names: PodResolver | None = None) -> Daemon:
-    """Opens the source, the cgroup and /proc readers and (unless given) the name resolver from
-    the environment; raises StartupError."""
+def build(config: Config, names: PodResolver | None = None, nvml: Nvml | None = None) -> Daemon:
+    """Opens the source, the cgroup and /proc readers, (unless given) the name resolver from
+    the environment and, with --gpu auto, the GPUs through `nvml` (default: NVIDIA's binding);
+    raises StartupError."""
     roots = config.roots
     try:
         read_cpu_times(roots.procfs)
@@ -104,6 +117,7 @@ def build(config: Config, names: PodResolver | None = None) -> Daemon:
     statuses = [SourceStatus(p.source, p.reason, p.source != "estimate", False) for p in passed_over]
     statuses.append(SourceStatus(source.name, "", source.measured, True))
     log.info("energy source: %s%s", source.name, "" if source.measured else " (an estimate, not measured)")
+    gpu = _open_gpu(config, names, nvml, statuses)
     sampler = Sampler(
         source,
         functools.partial(read_cpu_times, roots.procfs),
@@ -112,7 +126,24 @@ def build(config: Config, names: PodResolver | None = None) -> Daemon:
         sources=statuses,
         grace_period_s=config.grace_period_s,
     )
-    return Daemon(config, sampler, [names.close, usage.close, source.close])
+    closers = [names.close, usage.close, source.close] + ([gpu.close] if gpu is not None else [])
+    return Daemon(config, sampler, closers, gpu)
+
+
+def _open_gpu(
+    config: Config, names: PodResolver, nvml: Nvml | None, statuses: list[SourceStatus]
+) -> GpuSampler | None:
+    """The GPU zones beside the CPU source; a node without GPUs (or NVML) goes on without them."""
+    if config.gpu == "off":
+        return None
+    try:
+        gpu_source = GpuSource(PynvmlNvml() if nvml is None else nvml)
+    except SourceError as err:
+        log.info("no GPU zones: %s", err.reason)
+        statuses.append(SourceStatus("nvml", err.reason, True, False))
+        return None
+    statuses.append(SourceStatus("nvml", "", True, True))
+    return GpuSampler(gpu_source, config.roots.procfs, names, config.containers, config.grace_period_s)
 
 
 def _app_containers(names: PodResolver) -> Callable[[str], Collection[str] | None]:
@@ -190,6 +221,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="export pods only, no per-container series: about a third of the sampling cost",
     )
+    _add_gpu(run)
     _add_roots(run)
     check = sub.add_parser(
         "probe",
@@ -197,8 +229,18 @@ def parser() -> argparse.ArgumentParser:
         description="Try every energy "
         "source on this machine and print which work, why the others do not, and the fix.",
     )
+    _add_gpu(check)
     _add_roots(check)
     return top
+
+
+def _add_gpu(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gpu",
+        choices=GPU_CHOICES,
+        default="auto",
+        help="NVIDIA GPU zones through NVML beside the CPU source: auto uses them where NVML works (auto)",
+    )
 
 
 def _roots(args: argparse.Namespace) -> Roots:
@@ -214,6 +256,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         host=args.host,
         grace_period_s=args.grace_period,
         containers=args.containers,
+        gpu=args.gpu,
         node_name=os.environ.get("NODE_NAME") or None,
     )
 
@@ -246,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "probe":
             print(format_probe(probe(_roots(args))))
+            if args.gpu != "off":
+                print("\n" + format_gpu_probe(probe_gpu(PynvmlNvml())))
             return 0
         return _run(config_from_args(args))
     except StartupError as err:

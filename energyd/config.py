@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SOURCE_CHOICES = ("auto", "powercap", "perf", "estimate")
+GPU_CHOICES = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,6 @@ class Config:
     # Per-container series cost two reads per pod more (the app and the sandbox scope); off,
     # only pod cgroups are read and pod directories are never listed.
     containers: bool = True
+    # NVIDIA GPUs through NVML beside the CPU source: "auto" uses them where NVML works. The
+    # CLI's --gpu defaults to auto; a Config built in code opts in.
+    gpu: str = "off"

@@ -31,7 +31,7 @@ class SnapshotCollector(Collector):
             labels=["zone", "node_total", "source"],
         )
         for zone, j in sorted(snap.node_energy_j.items()):
-            node.add_metric([zone, total.get(zone, "false"), snap.source], j)
+            node.add_metric([zone, total.get(zone, "false"), snap.zone_source.get(zone, snap.source)], j)
         yield node
 
         power = GaugeMetricFamily(
@@ -91,6 +91,15 @@ class SnapshotCollector(Collector):
         for s in snap.sources:
             info.add_metric([s.source, "selected" if s.selected else s.reason, str(s.measured).lower()], 1.0)
         yield info
+
+        gpus = GaugeMetricFamily(
+            "energyd_gpu_info",
+            "One series per GPU zone: its UUID, model, how its energy is split between pods, and MIG mode.",
+            labels=["zone", "uuid", "model", "attribution", "mig"],
+        )
+        for zone, gpu in sorted(snap.gpu_info.items()):
+            gpus.add_metric([zone, gpu["uuid"], gpu["model"], gpu["attribution"], gpu["mig"]], 1.0)
+        yield gpus
 
         errors = CounterMetricFamily(
             "energyd_read_errors",

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from energyd.attribution import PodCpu, ZoneAttribution, attribute, shares
@@ -76,6 +76,10 @@ class Snapshot:
     read_errors: Mapping[str, int]
     sample_duration_s: float
     pods_present: int
+    # Zones read by another source than `source` (the GPU zones: "nvml"), and per GPU zone its
+    # info labels (uuid, model, attribution, mig); filled in by energyd.gpu_attribution.
+    zone_source: Mapping[str, str] = field(default_factory=dict)
+    gpu_info: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class Sampler:

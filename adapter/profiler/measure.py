@@ -115,6 +115,7 @@ class Settings:
     repeats: int = 3
     duration_s: float = 2.0
     max_repeats: int = 200
+    warmup_s: float = 0.0  # after the first (always untimed) batch; a GPU wants more (autotuning)
     max_batch_latency_s: float = 3.0
     latency_statistic: str = "median"
 
@@ -133,9 +134,13 @@ def measure_point(
     clock: Clock = time.perf_counter,
     cpu_clock: Clock = time.process_time,
 ) -> Point:
-    """Warm up once, then run back-to-back batches for at least `repeats` and `duration_s`."""
+    """Warm up (one batch, then for `warmup_s`), then run back-to-back batches for at least
+    `repeats` and `duration_s`."""
     run = prepare(size)
     run()
+    warm_until = clock() + settings.warmup_s
+    while clock() < warm_until:
+        run()
     latencies: list[float] = []
     start = meter.mark()
     cpu0 = cpu_clock()

@@ -1,11 +1,14 @@
 """The pipelines `adapter profile` knows: stages, variants, their published accuracies (each
-cited) and how to build each variant as a `Prepare` for the measuring code.
+cited) and how to build each variant as a `Prepare` for the measuring code, on a torch device
+("cpu", or "cuda:N" for `--device cuda`).
 
-Building imports torch (the optional `profile` extra); the catalogue itself does not.
+Building imports torch (the optional `profile` extra); the catalogue itself does not. On a GPU
+the classifiers are torchvision's own ResNets (random weights) where torchvision is installed.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +33,7 @@ class VariantSpec:
     name: str
     accuracy: float
     accuracy_source: str
-    build: Callable[[], Prepare]
+    build: Callable[[str], Prepare]  # torch device -> Prepare
     input_desc: str
 
 
@@ -40,21 +43,46 @@ class StageSpec:
     variants: tuple[VariantSpec, ...]
 
 
-def _torch_prepare(module: Any, make_input: Callable[[int], Any]) -> Prepare:
+def _torch_prepare(module: Any, make_input: Callable[[int], Any], device: str) -> Prepare:
     import torch
 
     module.eval()
+    module.to(device)
+    on_gpu = device.startswith("cuda")
 
     def prepare(size: int) -> Callable[[], object]:
-        x = make_input(size)
+        x = make_input(size).to(device)
 
         def run() -> object:
             with torch.inference_mode():
-                return module(x)
+                out = module(x)
+            if on_gpu:  # kernels run asynchronously: a batch is done when the device is
+                torch.cuda.synchronize(device)
+            return out
 
         return run
 
     return prepare
+
+
+def _torchvision(device: str) -> Any:
+    """torchvision where it is installed and the device is a GPU, else None."""
+    if not device.startswith("cuda"):
+        return None
+    try:
+        return importlib.import_module("torchvision")
+    except ModuleNotFoundError:
+        return None
+
+
+def classifier_source(device: str) -> str:
+    """Which ResNet implementation `device` gets (written into measured_on)."""
+    tv = _torchvision(device)
+    return (
+        "adapter.profiler.nets ResNets (torchvision's layout)"
+        if tv is None
+        else f"torchvision {tv.__version__} ResNets"
+    )
 
 
 def _image(px: int) -> Callable[[int], Any]:
@@ -69,47 +97,49 @@ def _tokens(length: int) -> Callable[[int], Any]:
     return lambda size: torch.randint(0, 30522, (size, length))
 
 
-def _resnet(depth: int) -> Prepare:
+def _resnet(depth: int, device: str) -> Prepare:
     from adapter.profiler import nets
 
-    return _torch_prepare(nets.resnet(depth), _image(IMAGE_CLASSIFY_PX))
+    tv = _torchvision(device)
+    module = nets.resnet(depth) if tv is None else tv.models.get_model(f"resnet{depth}", weights=None)
+    return _torch_prepare(module, _image(IMAGE_CLASSIFY_PX), device)
 
 
-def _yolo(size: str) -> Prepare:
+def _yolo(size: str, device: str) -> Prepare:
     from adapter.profiler import nets
 
-    return _torch_prepare(nets.YoloV5(size), _image(IMAGE_DETECT_PX))
+    return _torch_prepare(nets.YoloV5(size), _image(IMAGE_DETECT_PX), device)
 
 
-def _sentiment(shape: str) -> Prepare:
+def _sentiment(shape: str, device: str) -> Prepare:
     from adapter.profiler import nets
 
-    return _torch_prepare(nets.encoder(shape, outputs=2, per_token=False), _tokens(SENTIMENT_TOKENS))
+    module = nets.encoder(shape, outputs=2, per_token=False)
+    return _torch_prepare(module, _tokens(SENTIMENT_TOKENS), device)
 
 
-def _qa(shape: str) -> Prepare:
+def _qa(shape: str, device: str) -> Prepare:
     from adapter.profiler import nets
 
-    return _torch_prepare(nets.encoder(shape, outputs=2, per_token=True), _tokens(QA_TOKENS))
+    return _torch_prepare(nets.encoder(shape, outputs=2, per_token=True), _tokens(QA_TOKENS), device)
 
 
 def _detect(size: str, map50: float) -> VariantSpec:
-    return VariantSpec(
-        f"yolov5{size}", map50, _YOLOV5, lambda: _yolo(size), f"{IMAGE_DETECT_PX}x{IMAGE_DETECT_PX} image"
-    )
+    px = IMAGE_DETECT_PX
+    return VariantSpec(f"yolov5{size}", map50, _YOLOV5, lambda d: _yolo(size, d), f"{px}x{px} image")
 
 
 def _classify(depth: int, top1: float) -> VariantSpec:
     px = IMAGE_CLASSIFY_PX
-    return VariantSpec(f"resnet{depth}", top1, _TORCHVISION, lambda: _resnet(depth), f"{px}x{px} image")
+    return VariantSpec(f"resnet{depth}", top1, _TORCHVISION, lambda d: _resnet(depth, d), f"{px}x{px} image")
 
 
 def _sent(shape: str, acc: float, source: str) -> VariantSpec:
-    return VariantSpec(shape, acc, source, lambda: _sentiment(shape), f"{SENTIMENT_TOKENS} tokens")
+    return VariantSpec(shape, acc, source, lambda d: _sentiment(shape, d), f"{SENTIMENT_TOKENS} tokens")
 
 
 def _squad(shape: str, f1: float, source: str) -> VariantSpec:
-    return VariantSpec(shape, f1, source, lambda: _qa(shape), f"{QA_TOKENS} tokens")
+    return VariantSpec(shape, f1, source, lambda d: _qa(shape, d), f"{QA_TOKENS} tokens")
 
 
 PIPELINES: dict[str, tuple[StageSpec, ...]] = {

@@ -6,10 +6,11 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 
-from adapter.profiler.measure import VariantResult
+from adapter.profiler.measure import Point, VariantResult
 from adapter.profiler.stats import PowerModel, latency_statistic
 from adapter.profiles import Profile, parse_profile
 
@@ -27,6 +28,28 @@ class MeasuredVariant:
 class MeasuredStage:
     name: str
     variants: tuple[MeasuredVariant, ...]
+
+
+class ReplicaEnergy(Protocol):
+    """How a run's measurements become a replica's idle power and a request's energy."""
+
+    def idle_power_w(self, cores: int) -> float: ...
+
+    def energy_per_request_j(self, point: Point) -> float: ...
+
+
+@dataclass(frozen=True)
+class CpuEnergy:
+    """The CPU path: a share of the node's fitted idle power per core, busy-core watts per CPU-second."""
+
+    model: PowerModel
+    node_cpus: int
+
+    def idle_power_w(self, cores: int) -> float:
+        return self.model.replica_idle_power_w(cores, self.node_cpus)
+
+    def energy_per_request_j(self, point: Point) -> float:
+        return self.model.energy_per_request_j(point.cpu_s, point.requests)
 
 
 def _sig(value: float, digits: int = 4) -> float:
@@ -72,8 +95,7 @@ def build_profile(
     pipeline: str,
     measured_on: str,
     stages: Sequence[MeasuredStage],
-    model: PowerModel,
-    node_cpus: int,
+    energy: ReplicaEnergy,
     statistic: str,
 ) -> Profile:
     """The profile object, validated exactly as `load_profile` validates a file."""
@@ -89,13 +111,13 @@ def build_profile(
                         "accuracy": v.accuracy,
                         "accuracy_source": v.accuracy_source,
                         "cores": v.cores,
-                        "idle_power_w": _sig(model.replica_idle_power_w(v.cores, node_cpus)),
+                        "idle_power_w": _sig(energy.idle_power_w(v.cores)),
                         "batches": [
                             {
                                 "size": p.size,
                                 "latency_s": _sig(latency_statistic(p.latencies_s, statistic)),
                                 "throughput_rps": _sig(p.throughput_rps),
-                                "energy_per_request_j": _sig(model.energy_per_request_j(p.cpu_s, p.requests)),
+                                "energy_per_request_j": _sig(energy.energy_per_request_j(p)),
                             }
                             for p in v.result.points
                         ],

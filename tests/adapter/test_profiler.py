@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from adapter.profiler.measure import EnergyMeter, Point, Settings, background_cores, measure_variant
 from adapter.profiler.models import PIPELINES
 from adapter.profiler.stats import Window, fit_power_model, latency_statistic, percentile
-from adapter.profiler.writer import MeasuredStage, MeasuredVariant, build_profile, describe_run, write_profile
+from adapter.profiler.writer import (
+    CpuEnergy,
+    MeasuredStage,
+    MeasuredVariant,
+    build_profile,
+    describe_run,
+    write_profile,
+)
 from adapter.profiles import load_profile
 from energyd.procstat import USER_HZ, online_cpus
 from energyd.sources.estimate import EstimateSource, LinearPowerModel
@@ -141,7 +148,7 @@ def test_measured_profile_has_the_exact_figures_and_loads(tmp_path: Path) -> Non
 
     stage = MeasuredStage("spin", (MeasuredVariant("py", 50.0, "made up for the test", 1, result),))
     measured_on = describe_run(2, "test CPU", source.name, source.measured, model, "p99")
-    profile = build_profile("toy", measured_on, [stage], model, 2, "p99")
+    profile = build_profile("toy", measured_on, [stage], CpuEnergy(model, 2), "p99")
     path = tmp_path / "toy.yaml"
     write_profile(profile, path)
     loaded = load_profile(path)
@@ -171,7 +178,7 @@ def test_real_clocks_and_real_proc(tmp_path: Path) -> None:
     model = fit_power_model([meter.idle_window(0.2), *(p.window for p in result.points)])
     stage = MeasuredStage("spin", (MeasuredVariant("py", 50.0, "made up for the test", 1, result),))
     path = tmp_path / "real.yaml"
-    write_profile(build_profile("real", "here", [stage], model, online_cpus(), "median"), path)
+    write_profile(build_profile("real", "here", [stage], CpuEnergy(model, online_cpus()), "median"), path)
     variant = load_profile(path).stages[0].variant("py")
     for point, batch in zip(result.points, variant.batches, strict=True):
         assert len(point.latencies_s) >= 3

@@ -180,9 +180,9 @@ def test_dockerfile_has_one_slim_target_per_service() -> None:
         "energyd-perf": "energyd",
         "adapter": "base",
     }
-    assert "'.[adapter]'" in " ".join(found["builder"])
+    assert "'.[adapter,gpu]'" in " ".join(found["builder"])
     for target, requirement, command in (
-        ("energyd", "energyd", "energyd"),
+        ("energyd", "'energyd[gpu]'", "energyd"),
         ("adapter", "'energyd[adapter]'", "adapter"),
     ):
         stage = " ".join(found[target])
