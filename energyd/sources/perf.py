@@ -8,7 +8,8 @@ counters to 64 bits for perf, so these never wrap (max_energy_range_uj None).
 
 perf aggregates an event over the sockets (``-a`` without ``--per-socket``), so the zones are
 ``package`` (all packages), ``dram``, ``core``, ``gpu`` and ``psys``, not per socket. core and
-gpu are inside package; psys, when listed, is the node total alone.
+gpu are inside package; psys, when listed, is the node total alone (package and dram are
+`covered_by` it). perf runs with LC_ALL=C, so that its CSV has decimal points in any locale.
 
 An interval perf could not count (``<not counted>``) adds nothing; an event perf never counted
 (``<not supported>``) has no zone in read_uj. If perf dies it is restarted with exponential
@@ -21,6 +22,7 @@ is alive but silent is terminated, so that it is restarted.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -77,8 +79,10 @@ def zones_for(events: Sequence[str]) -> dict[str, Zone]:
         name = EVENT_ZONES[event]
         if name in INSIDE_PACKAGE:
             zones[event] = Zone(name, "package", False, None)
+        elif has_psys and name != "psys":
+            zones[event] = Zone(name, None, False, None, covered_by="psys")
         else:
-            zones[event] = Zone(name, None, not has_psys or name == "psys", None)
+            zones[event] = Zone(name, None, True, None)
     return zones
 
 
@@ -191,6 +195,9 @@ class PerfSource:
                         stderr=subprocess.PIPE,
                         text=True,
                         bufsize=1,
+                        # perf prints numbers in the caller's locale: under de_DE `408,09`
+                        # inside `-x,` CSV. C keeps the decimal point whatever the node says.
+                        env={**os.environ, "LC_ALL": "C"},
                     )
                 except OSError as err:
                     self._tail.append(str(err))
