@@ -31,7 +31,8 @@ Reads keep each ``energy_uj`` open and pread it at offset 0 (sysfs regenerates t
 read from 0), so a sample costs one syscall per zone and no directory walk. The tree is listed
 again every `rescan_interval_s` and right after any read fails, so zones that come, go or come
 back (driver reload, hotplug) are followed: a zone missing from a reading has no series, and
-one that returns starts from its new reading.
+one that returns starts from its new reading. While a zone fails to read, every read lists the
+tree again (and counts the failure), so it is back as soon as it reads.
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ class PowercapSource:
         return dict(self._errors)
 
     def read_uj(self) -> Mapping[Zone, int]:
-        if not self._open_zones or self._clock() >= self._rescan_at:
+        # While a zone is skipped for a failed read every pass lists the tree again: it is
+        # counted as an error each time, and read as soon as it reads.
+        if not self._open_zones or self._read_skipped or self._clock() >= self._rescan_at:
             return self._rescan()
         values, failed = self._read_all()
         if failed:
@@ -221,7 +224,11 @@ class PowercapSource:
                 ROOT_FIX,
             )
         if problems and all(s.reason == "dangling_link" for s in problems):
-            return SourceError(f"every RAPL zone is a dangling link ({problems[0].why})", MOUNT_FIX)
+            names = ", ".join(Path(s.where).name for s in problems)
+            return SourceError(
+                f"every entry under {self._class_dir} is a dangling link ({names}), e.g. {problems[-1].why}",
+                MOUNT_FIX,
+            )
         detail = "; ".join(s.why for s in problems[:4]) or "no zone directories"
         return SourceError(
             f"{self._class_dir} has no readable RAPL zone ({detail})",
