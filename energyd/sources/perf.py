@@ -55,7 +55,14 @@ PERMISSION_FIX = (
 
 def power_events(sysfs_root: Path) -> list[str]:
     """The RAPL events the kernel lists, in EVENT_ZONES order. Raises SourceError when there are none."""
-    events_dir = sysfs_root / "bus" / "event_source" / "devices" / "power" / "events"
+    pmu = sysfs_root / "bus" / "event_source" / "devices" / "power"
+    events_dir = pmu / "events"
+    if pmu.is_symlink() and not pmu.exists():
+        raise SourceError(
+            f"{pmu} links to {os.readlink(pmu)}, which is not there (only bus/event_source was mounted)",
+            "mount the host's /sys/devices read-only beside /sys/bus/event_source, as deploy/base/energyd "
+            "and deploy/overlays/perf do",
+        )
     if not events_dir.is_dir():
         raise SourceError(
             f"{events_dir} does not exist: the kernel has no RAPL perf PMU here (a VM, or a kernel "
