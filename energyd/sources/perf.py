@@ -68,7 +68,8 @@ def power_events(sysfs_root: Path) -> list[str]:
             f"{events_dir} does not exist: the kernel has no RAPL perf PMU here (a VM, or a kernel "
             "without CONFIG_PERF_EVENTS_INTEL_RAPL)",
             "on bare metal: a kernel with the RAPL perf driver (CONFIG_PERF_EVENTS_INTEL_RAPL, Intel and AMD "
-            "Zen) and the host's /sys/bus/event_source mounted into the container; a VM has no RAPL PMU",
+            "Zen) and the host's /sys/bus/event_source and /sys/devices mounted into the container (deploy/overlays/"
+            "perf); a VM has no RAPL PMU",
         )
     listed = {p.name for p in events_dir.iterdir()}
     events = [e for e in EVENT_ZONES if e in listed]

@@ -295,7 +295,8 @@ def _scan(class_dir: Path) -> tuple[list[_Found], list[Skipped]]:
             skipped.append(Skipped(str(entry), "dangling_link", why))
             continue
         if m is None:
-            skipped.append(Skipped(str(entry), "not_a_zone", f"{entry}: a control type, not a zone"))
+            why = f"{entry}: not a zone (<control>:<hex index>[:<hex index>]), e.g. a control type"
+            skipped.append(Skipped(str(entry), "not_a_zone", why))
             continue
         name = _read_name(entry)
         if name is None or not (entry / "energy_uj").exists():

@@ -148,3 +148,25 @@ def test_psys_is_the_total_and_core_sits_in_package() -> None:
     zones = zones_for(["energy-pkg", "energy-ram", "energy-cores", "energy-psys"])
     assert [z.name for z in zones.values() if z.in_node_total] == ["psys"]
     assert zones["energy-cores"] == Zone("core", "package", False, None)
+    # package and dram count instead of psys when the sampler finds psys flat.
+    assert zones["energy-pkg"].covered_by == zones["energy-ram"].covered_by == "psys"
+
+
+def test_perf_runs_in_the_c_locale_whatever_the_node_says(
+    sysfs: Path, log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A German node: perf (the stand-in localises as perf does) would print `19,63` inside the
+    # `-x,` CSV, which no parser can split back. energyd must start it with LC_ALL=C.
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    monkeypatch.setenv("LC_NUMERIC", "de_DE.UTF-8")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    env_log = tmp_path / "env.log"
+    source = PerfSource(
+        sysfs, interval_s=0.05, perf_command=replay(log, "--localize", "--env-log", str(env_log))
+    )
+    package = Zone("package", None, True, None)
+    try:
+        wait_for(lambda: source.read_uj().get(package) == recorded_uj()["power/energy-pkg/"])
+    finally:
+        source.close()
+    assert env_log.read_text().splitlines() == ["C"]

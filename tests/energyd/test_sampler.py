@@ -401,3 +401,22 @@ def test_a_pod_first_seen_with_more_cpu_than_the_interval_predates_it(node: Node
     node.set_energy_uj(80_000_000)
     node.set_cpu(busy_s=4.0, idle_s=4.0)
     assert pod_j(sampler.step(2.0), old) == pytest.approx(10.0)
+
+
+def test_one_unreadable_zone_is_skipped_and_named_and_the_others_exported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = NodeTree(tmp_path)
+    broken = write_powercap_zone(node.roots.sysfs, 1, "package-1", 0) / "energy_uj"
+    broken.unlink()
+    broken.mkdir()  # opens, but every read fails (EISDIR)
+    sampler = sampler_for(node)
+    sampler.step(0.0)
+    node.set_energy_uj(40_000_000)
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    snap = sampler.step(1.0)
+    assert snap.node_energy_j == {ZONE: pytest.approx(40.0)}
+    [note] = [s for s in snap.sources if "intel-rapl:1/energy_uj" in s.reason]
+    assert note.source == "powercap" and not note.selected
+    assert snap.read_errors[("powercap", "unreadable")] == 3  # at open, then once per pass
+    assert f"{node.roots.sysfs}/class/powercap/intel-rapl:1/energy_uj" in caplog.text
