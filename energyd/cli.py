@@ -23,6 +23,7 @@ from energyd.probe import format_probe, probe
 from energyd.procstat import read_cpu_times
 from energyd.sampler import Sampler, Snapshot, SourceStatus
 from energyd.sources.base import SourceError
+from energyd.sources.ceiling import parse_max_power
 from energyd.sources.select import open_source
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ def build(config: Config, names: PodResolver | None = None) -> Daemon:
         names,
         sources=statuses,
         grace_period_s=config.grace_period_s,
+        max_power_w=dict(config.max_power_w),
     )
     return Daemon(config, sampler, [names.close, usage.close, source.close])
 
@@ -187,6 +189,15 @@ def parser() -> argparse.ArgumentParser:
         action="store_false",
         help="export pods only, no per-container series: about a third of the sampling cost",
     )
+    run.add_argument(
+        "--max-power-w",
+        type=parse_max_power,
+        action="append",
+        default=[],
+        metavar="ZONE=W",
+        help="power ceiling of a zone or zone kind (e.g. package=800); energy above it is discarded and "
+        "counted; repeatable; defaults in docs/energyd-sources.md",
+    )
     _add_roots(run)
     check = sub.add_parser(
         "probe",
@@ -211,6 +222,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         host=args.host,
         grace_period_s=args.grace_period,
         containers=args.containers,
+        max_power_w=tuple(args.max_power_w),
         node_name=os.environ.get("NODE_NAME") or None,
     )
 

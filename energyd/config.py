@@ -37,3 +37,5 @@ class Config:
     # Per-container series cost two reads per pod more (the app and the sandbox scope); off,
     # only pod cgroups are read and pod directories are never listed.
     containers: bool = True
+    # Power ceilings (W) overriding energyd.sources.ceiling's defaults, by zone name or kind.
+    max_power_w: tuple[tuple[str, float], ...] = ()
