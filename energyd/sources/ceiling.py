@@ -17,7 +17,9 @@ import math
 import re
 from collections.abc import Mapping
 
-PER_SOCKET_MAX_POWER_W = {"package": 1000.0, "core": 1000.0, "uncore": 500.0, "gpu": 500.0, "dram": 500.0}
+# `gpu` covers RAPL's integrated-graphics sub-zone and the GPU source's `gpu-<index>` zones alike:
+# the largest accelerators draw 700-1,200 W (H200, B200, GB200).
+PER_SOCKET_MAX_POWER_W = {"package": 1000.0, "core": 1000.0, "uncore": 500.0, "gpu": 1500.0, "dram": 500.0}
 WHOLE_NODE_MAX_POWER_W = 10_000.0
 PER_SOCKET = re.compile(r"^(?P<kind>[a-z]+)-\d")
 KIND = re.compile(r"^[a-z][a-z0-9_/-]{0,63}$")

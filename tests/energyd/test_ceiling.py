@@ -20,7 +20,7 @@ def test_per_socket_zones_get_their_kind_and_whole_node_zones_the_node_default()
     assert max_power_w("package-0") == 1000.0 and max_power_w("dram-1") == 500.0
     # perf's package sums every socket, psys spans the platform: whole-node ceilings.
     for zone in ("package", "psys", "estimate", "gpu-0"):
-        assert max_power_w(zone) == (500.0 if zone == "gpu-0" else WHOLE_NODE_MAX_POWER_W)
+        assert max_power_w(zone) == (1500.0 if zone == "gpu-0" else WHOLE_NODE_MAX_POWER_W)
     assert max_power_w("package-1", {"package": 600.0}) == 600.0
     assert max_power_w("package-1", {"package": 600.0, "package-1": 400.0}) == 400.0
     assert max_power_w("package", {"package": 600.0}) == 600.0
