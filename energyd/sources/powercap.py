@@ -262,10 +262,10 @@ class PowercapSource:
 def _parse_counter(raw: bytes, path: Path) -> int:
     """A sysfs counter: 1 to 20 decimal digits and a newline; anything else is refused."""
     text = raw.removesuffix(b"\n")
-    if len(raw) >= READ_BYTES or not text.isdigit() or len(text) > MAX_DIGITS or int(text) >= 2**64:
-        shown = raw[:24] + (b"..." if len(raw) > 24 else b"")
-        raise OSError(errno.EIO, f"{path} holds {shown!r}, not a counter")
-    return int(text)
+    if len(text) <= MAX_DIGITS and text.isdigit() and (value := int(text)) < 2**64:
+        return value
+    shown = raw[:24] + (b"..." if len(raw) > 24 else b"")
+    raise OSError(errno.EIO, f"{path} holds {shown!r}, not a counter")
 
 
 def _read_failure(path: Path, err: OSError) -> Skipped:
