@@ -160,8 +160,9 @@ class Step:
     pods: dict[int, int]  # pod -> µs of CPU time this step; a pod left out is removed
     reset: set[int]  # pods whose cgroup was recreated (counter back to 0) this step
     # What the zone's energy_uj shows instead of the true counter this step: None (the counter),
-    # "reset" (it restarted near 0), "jump" (far beyond the power ceiling), or text that is no
-    # counter (negative, empty, absurdly long).
+    # "reset" (it restarted near 0), "jump" (far beyond the power ceiling), "above_range" (past
+    # max_energy_range_uj: the range is unknown from then on), or text that is no counter
+    # (negative, empty, absurdly long).
     glitch: str | None = None
 
 
@@ -175,7 +176,7 @@ step_st = st.builds(
     idle_s=st.floats(0.0, 4.0),
     pods=st.dictionaries(st.integers(1, 4), st.integers(0, 2_000_000), max_size=4),
     reset=st.sets(st.integers(1, 4), max_size=2),
-    glitch=st.sampled_from([None, None, None, "reset", "jump", *GARBAGE]),
+    glitch=st.sampled_from([None, None, None, "reset", "jump", "above_range", *GARBAGE]),
 )
 
 
@@ -199,6 +200,7 @@ def test_conservation_and_monotonic_counters_through_wraps_resets_garbage_and_ch
         # The energy the next counted interval must show, when it is known exactly: the true
         # counter's rise since the last reading the sampler counted from.
         owed_uj: int | None = 0
+        range_known = True
         for i, step in enumerate(steps, start=1):
             if step.glitch == "reset":
                 energy_uj = step.energy_uj // 100  # restarted near 0; counts on from there
@@ -210,6 +212,8 @@ def test_conservation_and_monotonic_counters_through_wraps_resets_garbage_and_ch
                 write_energy(node, str(energy_uj % RANGE_UJ))
             elif step.glitch == "jump":
                 write_energy(node, str((energy_uj + RANGE_UJ // 2) % RANGE_UJ))
+            elif step.glitch == "above_range":
+                write_energy(node, str(RANGE_UJ + energy_uj))
             else:
                 write_energy(node, step.glitch)
             node.set_cpu(busy_s=busy_s, idle_s=idle_s)
@@ -230,10 +234,16 @@ def test_conservation_and_monotonic_counters_through_wraps_resets_garbage_and_ch
             elif step.glitch in GARBAGE:
                 assert added_j == 0.0  # the zone was unreadable: nothing counted
                 owed_uj = None if owed_uj is None else owed_uj + step.energy_uj
+            elif step.glitch == "above_range":
+                # The range is unknown from now on, so later wraps count as resets: only the
+                # invariants are checked after it.
+                range_known = False
             else:
                 # A reset or a jump counts nothing (or, for a reset just after a wrap point,
                 # what a wrap would), and the next interval counts from the value it left.
                 owed_uj = None if step.glitch == "jump" else 0
+            if not range_known:
+                owed_uj = None
             assert_conserved(snap)
             before = prev.pod_energy_j[ZONE]
             for uid, j in snap.pod_energy_j[ZONE].items():
