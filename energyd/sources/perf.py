@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from energyd.sources.base import SourceError, Zone
+from energyd.sources.base import Skipped, SourceError, Zone
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ class PerfSource:
         self._lock = threading.Lock()
         self._total_uj: dict[str, int] = {}
         self._uncounted: set[str] = set()
+        self._not_counted = 0  # intervals perf printed <not counted>/<not supported> for an event
         self._seen: set[str] = set()
         self._last_sample_s: float | None = None
         self._started_s = clock()
@@ -180,6 +181,21 @@ class PerfSource:
         if not totals:
             raise SourceError(f"perf has counted none of {', '.join(self._zones)} yet")
         return totals
+
+    def read_from(self) -> Mapping[str, str]:
+        return {zone.name: f"perf event power/{event}/" for event, zone in self._zones.items()}
+
+    def skipped(self) -> Sequence[Skipped]:
+        with self._lock:
+            uncounted = sorted(self._uncounted)
+        why = "perf printed <not counted> or <not supported> for its last interval"
+        return [
+            Skipped(f"power/{e}/", "not_counted", f"perf event power/{e}/: {why}", True) for e in uncounted
+        ]
+
+    def read_errors(self) -> Mapping[str, int]:
+        with self._lock:
+            return {"not_counted": self._not_counted} if self._not_counted else {}
 
     def close(self) -> None:
         with self._lock:
@@ -243,6 +259,7 @@ class PerfSource:
         with self._lock:
             self._last_sample_s = self._clock()
             if joules is None:
+                self._not_counted += 1
                 if event not in self._uncounted:
                     log.warning("perf cannot count %s: %s", event, line.strip())
                     if len(self._tail) < TAIL_LINES:

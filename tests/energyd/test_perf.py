@@ -170,3 +170,27 @@ def test_perf_runs_in_the_c_locale_whatever_the_node_says(
     finally:
         source.close()
     assert env_log.read_text().splitlines() == ["C"]
+
+
+def test_an_event_perf_cannot_count_is_named_and_counted(log: Path, tmp_path: Path) -> None:
+    sysfs = tmp_path / "client-sys"
+    ft.write_power_events(sysfs, ("energy-pkg", "energy-gpu"))
+    recording = tmp_path / "gpu-not-supported.csv"
+    recording.write_text(
+        "1.001,19.63,Joules,power/energy-pkg/,2002406532,100.00,,\n"
+        "1.001,<not supported>,Joules,power/energy-gpu/,0,100.00,,\n"
+        "2.002,20.01,Joules,power/energy-pkg/,2002406532,100.00,,\n"
+        "2.002,<not supported>,Joules,power/energy-gpu/,0,100.00,,\n"
+    )
+    command = (sys.executable, str(REPLAY), str(recording), "--log", str(log))
+    source = PerfSource(sysfs, interval_s=0.05, perf_command=command)
+    package = Zone("package", None, True, None)
+    try:
+        wait_for(lambda: source.read_uj().get(package) == 39_640_000)
+        assert [z.name for z in source.read_uj()] == ["package"]
+        [skip] = source.skipped()
+        assert skip.where == "power/energy-gpu/" and skip.read_error
+        assert source.read_errors() == {"not_counted": 2}
+        assert source.read_from()["gpu"] == "perf event power/energy-gpu/"
+    finally:
+        source.close()
