@@ -100,6 +100,8 @@ class Sampler:
         max_power_w: Mapping[str, float] | None = None,
     ) -> None:
         self._source = source
+        # What a source can say about its zones (skips, failed reads), when it can say it.
+        self._inventory = source if isinstance(source, Inventoried) else None
         self._read_node_cpu = read_node_cpu
         self._usage = usage
         self._names = names
@@ -273,18 +275,18 @@ class Sampler:
         """What is wrong with the source in use now, one status each: skipped zones, distrust."""
         name, measured = self._source.name, self._source.measured
         notes = [SourceStatus(name, why, measured, False) for why in self._distrusted.values()]
-        if isinstance(self._source, Inventoried):
+        if self._inventory is not None:
             notes += [
                 SourceStatus(name, f"skipped {s.why}", measured, False)
-                for s in self._source.skipped()
+                for s in self._inventory.skipped()
                 if s.reason != "not_a_zone"
             ]
         return tuple(notes)
 
     def _read_errors(self) -> dict[tuple[str, str], int]:
         errors = dict(self._errors)
-        if isinstance(self._source, Inventoried):
-            for reason, n in self._source.read_errors().items():
+        if self._inventory is not None:
+            for reason, n in self._inventory.read_errors().items():
                 errors[(self._source.name, reason)] = errors.get((self._source.name, reason), 0) + n
         return errors
 

@@ -11,6 +11,9 @@ perf aggregates an event over the sockets (``-a`` without ``--per-socket``), so 
 gpu are inside package; psys, when listed, is the node total alone (package and dram are
 `covered_by` it). perf runs with LC_ALL=C, so that its CSV has decimal points in any locale.
 
+A perf whose every event reads 0 J over its first interval counts nothing (a VM's virtual PMU:
+this project's Firecracker build VM lists energy-psys and reads 0.00 J forever) and is refused,
+so that `auto` moves on to the estimate rather than export 0 W as measured.
 An interval perf could not count (``<not counted>``) adds nothing; an event perf never counted
 (``<not supported>``) has no zone in read_uj. If perf dies it is restarted with exponential
 back-off; the energy of the gap is lost (a new perf starts from zero, and the cumulative values
@@ -46,6 +49,9 @@ INSIDE_PACKAGE = frozenset({"core", "gpu"})
 UNCOUNTED = ("<not supported>", "<not counted>")
 UJ_PER_J = 1_000_000
 TAIL_LINES = 3
+# Over this long every real RAPL domain counts something (perf prints joules to 0.01 J): 0 J on
+# every event means a PMU that does not count (a VM's, whose psys reads 0.00 forever).
+ZERO_MEANS_DEAD_MS = 100
 
 PERMISSION_FIX = (
     "run energyd as root or with CAP_PERFMON (Linux 5.8+; the perf overlay in deploy/overlays/perf adds it), "
@@ -164,6 +170,15 @@ class PerfSource:
             tail = " | ".join(self._tail) or "no output"
             self.close()
             raise SourceError(f"`{' '.join(self._args)}` gave no energy sample: {tail}", _fix_for(tail))
+        with self._lock:
+            counted_nothing = not any(self._total_uj.values())
+        if counted_nothing and interval_ms >= ZERO_MEANS_DEAD_MS:
+            self.close()
+            raise SourceError(
+                f"perf's RAPL events count nothing here: {', '.join(events)} read 0 J over a whole "
+                f"{interval_ms} ms interval (a virtual PMU, as on Firecracker VMs, or disabled counters)",
+                "on bare metal use powercap; here the estimate is what is left",
+            )
 
     def zones(self) -> Sequence[Zone]:
         return list(self._zones.values())

@@ -194,3 +194,16 @@ def test_an_event_perf_cannot_count_is_named_and_counted(log: Path, tmp_path: Pa
         assert source.read_from()["gpu"] == "perf event power/energy-gpu/"
     finally:
         source.close()
+
+
+def test_a_pmu_that_counts_nothing_is_refused(log: Path, tmp_path: Path) -> None:
+    # Recorded on this project's build VM (Firecracker, kernel 6.18, perf 6.1): the kernel lists
+    # a RAPL PMU with energy-psys, and `perf stat -a -I 1000 -x, -e power/energy-psys/` reads
+    # 0.00 J every second. Exporting that as a measured 0 W would be a lie.
+    sysfs = tmp_path / "vm-sys"
+    ft.write_power_events(sysfs, ("energy-psys",))
+    recording = FIXTURES / "perf-vm-psys" / "perf-stat-I1000-psys.csv"
+    command = (sys.executable, str(REPLAY), str(recording), "--log", str(log))
+    with pytest.raises(SourceError, match="count nothing here: energy-psys read 0 J") as err:
+        PerfSource(sysfs, interval_s=0.1, perf_command=command)
+    assert "estimate" in err.value.fix
