@@ -26,6 +26,7 @@ from energyd.probe import format_probe, probe
 from energyd.procstat import read_cpu_times
 from energyd.sampler import Sampler, Snapshot, SourceStatus
 from energyd.sources.base import SourceError
+from energyd.sources.ceiling import parse_max_power
 from energyd.sources.nvml import Nvml, PynvmlNvml
 from energyd.sources.select import open_source
 
@@ -125,6 +126,7 @@ def build(config: Config, names: PodResolver | None = None, nvml: Nvml | None = 
         names,
         sources=statuses,
         grace_period_s=config.grace_period_s,
+        max_power_w=dict(config.max_power_w),
     )
     closers = [names.close, usage.close, source.close] + ([gpu.close] if gpu is not None else [])
     return Daemon(config, sampler, closers, gpu)
@@ -222,6 +224,15 @@ def parser() -> argparse.ArgumentParser:
         help="export pods only, no per-container series: about a third of the sampling cost",
     )
     _add_gpu(run)
+    run.add_argument(
+        "--max-power-w",
+        type=parse_max_power,
+        action="append",
+        default=[],
+        metavar="ZONE=W",
+        help="power ceiling of a zone or zone kind (e.g. package=800); energy above it is discarded and "
+        "counted; repeatable; defaults in docs/energyd-sources.md",
+    )
     _add_roots(run)
     check = sub.add_parser(
         "probe",
@@ -257,6 +268,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         grace_period_s=args.grace_period,
         containers=args.containers,
         gpu=args.gpu,
+        max_power_w=tuple(args.max_power_w),
         node_name=os.environ.get("NODE_NAME") or None,
     )
 

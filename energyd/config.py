@@ -41,3 +41,5 @@ class Config:
     # NVIDIA GPUs through NVML beside the CPU source: "auto" uses them where NVML works. The
     # CLI's --gpu defaults to auto; a Config built in code opts in.
     gpu: str = "off"
+    # Power ceilings (W) overriding energyd.sources.ceiling's defaults, by zone name or kind.
+    max_power_w: tuple[tuple[str, float], ...] = ()

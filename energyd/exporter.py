@@ -103,11 +103,12 @@ class SnapshotCollector(Collector):
 
         errors = CounterMetricFamily(
             "energyd_read_errors",
-            "Failed reads per reader: the energy source (by name), procstat, cgroup.",
-            labels=["reader"],
+            "Failed or rejected reads per reader (the energy source by name, procstat, cgroup) and reason.",
+            labels=["reader", "reason"],
         )
-        for reader in sorted({snap.source, "procstat", "cgroup", *snap.read_errors}):
-            errors.add_metric([reader], snap.read_errors.get(reader, 0))
+        always = ((snap.source, "read_failed"), ("procstat", "unreadable"), ("cgroup", "unreadable"))
+        for reader, reason in sorted({*always, *snap.read_errors}):
+            errors.add_metric([reader, reason], snap.read_errors.get((reader, reason), 0))
         yield errors
 
         yield GaugeMetricFamily(

@@ -128,7 +128,8 @@ class GpuSampler:
         self._container_j: dict[str, dict[tuple[str, str], float]] = {}
         self._unattributed_j: dict[tuple[str, str], float] = {}
         self._seen_s: dict[str, float] = {}
-        self.errors: Counter[str] = Counter()  # failed reads by NVML error kind
+        # Failed reads by NVML error kind; gpu_lost exported from the start so increase() sees the first.
+        self.errors: Counter[str] = Counter({"gpu_lost": 0})
 
     def _detect(self, gpu: _Gpu) -> None:
         gpu.method = detect_method(self._nvml, gpu.device)
@@ -268,8 +269,7 @@ class GpuSampler:
         extra_meta = {
             uid: meta for uid in gpu_uids - snap.pod_meta.keys() if (meta := lookup(uid)) is not None
         }
-        errors = dict(snap.read_errors)
-        errors["nvml"] = sum(self.errors.values())
+        errors = {**snap.read_errors, **{("nvml", kind): n for kind, n in self.errors.items()}}
         return replace(
             snap,
             node_energy_j={**snap.node_energy_j, **self._node_j},

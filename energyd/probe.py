@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from energyd.config import Roots
-from energyd.sources.base import SourceError
+from energyd.sources.base import Inventoried, SourceError
 from energyd.sources.select import ORDER, open_one
 
 WIDTH = 100
@@ -24,6 +24,8 @@ class ProbeResult:
     fix: str
     zones: tuple[str, ...] = ()  # every zone read, labelled as exported
     node_total: tuple[str, ...] = ()  # the zones that add up to the node without double counting
+    read_from: tuple[tuple[str, str], ...] = ()  # (zone, the file or event it is read from)
+    skipped: tuple[tuple[str, str], ...] = ()  # (directory or file, why it is not read)
 
 
 def probe(
@@ -43,6 +45,11 @@ def probe(
             continue
         try:
             readings = source.read_uj()
+            read_from: tuple[tuple[str, str], ...] = ()
+            skipped: tuple[tuple[str, str], ...] = ()
+            if isinstance(source, Inventoried):
+                read_from = tuple(sorted(source.read_from().items()))
+                skipped = tuple((s.where, s.why) for s in source.skipped())
         except SourceError as err:
             results.append(ProbeResult(name, False, source.measured, err.reason, err.fix))
             continue
@@ -57,6 +64,8 @@ def probe(
                 "",
                 tuple(sorted(z.name for z in readings)),
                 tuple(sorted(z.name for z in readings if z.in_node_total)),
+                read_from,
+                skipped,
             )
         )
     return results
@@ -71,6 +80,8 @@ def format_probe(results: Sequence[ProbeResult]) -> str:
             kind = "measured" if r.measured else "estimated from CPU utilisation, not measured"
             body = f"{kind}; zones: {', '.join(r.zones)}; node total = {' + '.join(r.node_total)}"
             lines.append(_wrap(head, body))
+            lines += [_wrap(INDENT, f"read {zone} from {where}") for zone, where in r.read_from]
+            lines += [_wrap(INDENT, f"skipped {why}") for _, why in r.skipped]
         else:
             lines.append(_wrap(head, r.reason))
             if r.fix:
@@ -90,4 +101,11 @@ def format_probe(results: Sequence[ProbeResult]) -> str:
 
 
 def _wrap(head: str, text: str) -> str:
-    return textwrap.fill(text, WIDTH, initial_indent=head, subsequent_indent=INDENT, break_on_hyphens=False)
+    return textwrap.fill(
+        text,
+        WIDTH,
+        initial_indent=head,
+        subsequent_indent=INDENT,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )

@@ -1,7 +1,12 @@
 """One sampling pass: read energy, node CPU and pod CPU, attribute, accumulate. Owns all state.
 
-Counters only ever grow: zone deltas go through delta_uj (wraps at max_energy_range_uj, resets
-of a restarted source), a cgroup counter that went backwards was recreated and counts from 0,
+Counters only ever grow: zone deltas go through zone_delta (a wrap only from near the zone's
+max_energy_range_uj; a counter that stepped back otherwise restarted, and an interval whose
+energy exceeds the zone's power ceiling is implausible: either interval counts nothing for that
+zone and is counted in read_errors with its reason). Only the zones of the latest reading are
+shown: a zone that vanished has no series (its joules are kept, and continue if it returns,
+from its new reading). A zone that covers others in the node total (psys) and stays flat over
+an interval in which they moved is distrusted until it moves: they count instead. A cgroup counter that went backwards was recreated and counts from 0,
 and a pod seen for the first time gets the CPU time it used since it appeared (at most one
 interval's worth: more means it predates the previous reading, so it counts 0). When a read
 fails the interval is not attributed and the previous readings are kept, so the next good
@@ -20,7 +25,8 @@ from typing import Protocol, TypeVar
 from energyd.attribution import PodCpu, ZoneAttribution, attribute, shares
 from energyd.cgroups import UsageReading
 from energyd.cgroups.names import PodMeta, PodResolver
-from energyd.sources.base import EnergySource, SourceError, Zone, delta_uj
+from energyd.sources.base import EnergySource, Inventoried, SourceError, Zone, zone_delta
+from energyd.sources.ceiling import max_power_w
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,10 @@ _K = TypeVar("_K", bound=Hashable)
 
 US_PER_S = 1_000_000
 UJ_PER_J = 1_000_000
+# The power ceiling bounds a delta over at least this long: the counters and the clock are read
+# at slightly different instants, which at sub-second intervals would reject real energy. A
+# misread wrap (most of a range: tens of kJ and up) still exceeds any ceiling times this.
+MIN_BOUND_S = 1.0
 
 
 class NodeCpu(Protocol):
@@ -73,7 +83,7 @@ class Snapshot:
     container_energy_j: Mapping[str, Mapping[tuple[str, str], float]]  # zone -> (uid, id) -> J
     pod_meta: Mapping[str, PodMeta]
     unattributed_j: Mapping[tuple[str, str], float]  # (zone, "system" | "idle") -> joules
-    read_errors: Mapping[str, int]
+    read_errors: Mapping[tuple[str, str], int]  # (reader, reason) -> failed reads
     sample_duration_s: float
     pods_present: int
     # Zones read by another source than `source` (the GPU zones: "nvml"), and per GPU zone its
@@ -91,31 +101,36 @@ class Sampler:
         names: PodResolver,
         sources: Sequence[SourceStatus] = (),
         grace_period_s: float = 300.0,
+        max_power_w: Mapping[str, float] | None = None,
     ) -> None:
         self._source = source
+        # What a source can say about its zones (skips, failed reads), when it can say it.
+        self._inventory = source if isinstance(source, Inventoried) else None
         self._read_node_cpu = read_node_cpu
         self._usage = usage
         self._names = names
         self._sources = tuple(sources)
         self._grace_period_s = grace_period_s
-        self._prev: tuple[dict[Zone, int], NodeCpu, float] | None = None
+        self._max_power_w = dict(max_power_w or {})  # overrides of energyd.sources.ceiling
+        self._prev: tuple[dict[str, int], NodeCpu, float] | None = None
+        self._zones: dict[str, Zone] = {}  # the latest reading's: the zones shown
+        self._distrusted: dict[str, str] = {}  # covering zone -> why it is not in the node total
         # Previous cgroup counters (µs) and when each cgroup was last seen.
         self._pod_us: dict[str, int] = {}
         self._container_us: dict[tuple[str, str], int] = {}
         self._pod_seen_s: dict[str, float] = {}
         self._container_seen_s: dict[tuple[str, str], float] = {}
         self._node_j: dict[str, float] = {}
-        self._in_node_total: dict[str, bool] = {}
         self._pod_j: dict[str, dict[str, float]] = {}
         self._container_j: dict[str, dict[tuple[str, str], float]] = {}
         self._power_w: dict[str, float] = {}
         self._unattributed_j: dict[tuple[str, str], float] = {}
-        self._errors: Counter[str] = Counter()
+        self._errors: Counter[tuple[str, str]] = Counter()
 
     def step(self, now_s: float) -> Snapshot:
         started = time.perf_counter()
         reading = self._usage.read()
-        self._errors["cgroup"] += reading.errors
+        self._errors[("cgroup", "unreadable")] += reading.errors
         energy_uj: dict[Zone, int] | None
         try:
             energy_uj = dict(self._source.read_uj())
@@ -123,13 +138,14 @@ class Sampler:
                 raise SourceError("no energy zones left to read")
         except SourceError as err:
             log.warning("energy read failed (%s): %s", self._source.name, err.reason)
-            self._errors[self._source.name] += 1
+            self._errors[(self._source.name, "read_failed")] += 1
             energy_uj = None
+            self._power_w = {}  # no interval measured: no power to show
         try:
             cpu = self._read_node_cpu()
         except (OSError, ValueError) as err:
             log.warning("node CPU read failed: %s", err)
-            self._errors["procstat"] += 1
+            self._errors[("procstat", "unreadable")] += 1
             cpu = None
         if energy_uj is not None and cpu is not None:
             self._advance(now_s, energy_uj, cpu, reading)
@@ -140,13 +156,16 @@ class Sampler:
 
     def _advance(self, now_s: float, energy_uj: dict[Zone, int], cpu: NodeCpu, reading: UsageReading) -> None:
         prev = self._prev
-        self._prev = (energy_uj, cpu, now_s)
-        for zone in energy_uj:
-            self._in_node_total[zone.name] = zone.in_node_total
-            if zone.name not in self._node_j:
-                self._node_j[zone.name] = 0.0
-                self._pod_j[zone.name] = {}
-                self._container_j[zone.name] = {}
+        self._prev = ({zone.name: uj for zone, uj in energy_uj.items()}, cpu, now_s)
+        self._zones = {zone.name: zone for zone in energy_uj}
+        self._power_w = {}
+        for gone in [cover for cover in self._distrusted if cover not in self._zones]:
+            del self._distrusted[gone]
+        for name in self._zones:
+            if name not in self._node_j:
+                self._node_j[name] = 0.0
+                self._pod_j[name] = {}
+                self._container_j[name] = {}
         if prev is None:
             self._pod_deltas(now_s, reading, None)
             return
@@ -154,14 +173,66 @@ class Sampler:
         total_s = cpu.total_s - prev_cpu.total_s
         pods_cpu = self._pod_deltas(now_s, reading, total_s)
         fractions = shares(total_s, cpu.busy_s - prev_cpu.busy_s, pods_cpu)
-        elapsed_s = now_s - prev_s
+        elapsed_s = max(now_s - prev_s, 0.0)
+        zones_j = self._deltas_j(energy_uj, prev_uj, elapsed_s)
+        self._judge_covers(zones_j)
+        for name, zone_j in zones_j.items():
+            self._accumulate(name, zone_j, attribute(zone_j, fractions))
+            self._power_w[name] = zone_j / elapsed_s if elapsed_s > 0 else 0.0
+
+    def _deltas_j(
+        self, energy_uj: Mapping[Zone, int], prev_uj: Mapping[str, int], elapsed_s: float
+    ) -> dict[str, float]:
+        """Joules per zone over the interval, for the zones whose delta is plausible."""
+        zones_j: dict[str, float] = {}
         for zone, cur in energy_uj.items():
-            before = prev_uj.get(zone)
+            before = prev_uj.get(zone.name)
             if before is None:
-                continue  # a zone that appeared: its first reading is the baseline
-            zone_j = delta_uj(before, cur, zone.max_energy_range_uj) / UJ_PER_J
-            self._accumulate(zone.name, zone_j, attribute(zone_j, fractions))
-            self._power_w[zone.name] = zone_j / elapsed_s if elapsed_s > 0 else 0.0
+                continue  # a zone that appeared or came back: its first reading is the baseline
+            ceiling_w = max_power_w(zone.name, self._max_power_w)
+            bound_s = max(elapsed_s, MIN_BOUND_S)
+            delta = zone_delta(before, cur, zone.max_energy_range_uj, ceiling_w * bound_s * UJ_PER_J)
+            if delta.rejected is not None:
+                log.warning(
+                    "zone %s: %d -> %d µJ in %.3g s (range %s, ceiling %g W) is a %s: the interval counts 0",
+                    zone.name,
+                    before,
+                    cur,
+                    elapsed_s,
+                    zone.max_energy_range_uj,
+                    ceiling_w,
+                    delta.rejected,
+                )
+                self._errors[(self._source.name, delta.rejected)] += 1
+                continue
+            zones_j[zone.name] = delta.uj / UJ_PER_J
+        return zones_j
+
+    def _judge_covers(self, zones_j: Mapping[str, float]) -> None:
+        """Distrusts a covering zone (psys) that stayed flat while the zones it covers moved."""
+        covered: dict[str, list[str]] = {}
+        for zone in self._zones.values():
+            if zone.covered_by is not None:
+                covered.setdefault(zone.covered_by, []).append(zone.name)
+        for cover, members in covered.items():
+            if cover not in zones_j:
+                continue  # no interval counted for it: nothing to judge by
+            moved = sorted(m for m in members if zones_j.get(m, 0.0) > 0.0)
+            if zones_j[cover] == 0.0 and moved and cover not in self._distrusted:
+                why = (
+                    f"{cover} did not move while {', '.join(moved)} did: node total = "
+                    f"{' + '.join(sorted(members))} until it moves"
+                )
+                log.warning("distrusting %s", why)
+                self._distrusted[cover] = why
+            elif zones_j[cover] > 0.0 and self._distrusted.pop(cover, None) is not None:
+                log.info("%s moves again: it is the node total again", cover)
+
+    def _in_node_total(self, zone: Zone) -> bool:
+        cover = zone.covered_by
+        if cover is not None and (cover not in self._zones or cover in self._distrusted):
+            return True
+        return zone.in_node_total and zone.name not in self._distrusted
 
     def _pod_deltas(
         self, now_s: float, reading: UsageReading, total_s: float | None
@@ -204,22 +275,42 @@ class Sampler:
         _expire(self._pod_seen_s, self._pod_us, self._pod_j, unseen_since_s)
         _expire(self._container_seen_s, self._container_us, self._container_j, unseen_since_s)
 
+    def _notes(self) -> tuple[SourceStatus, ...]:
+        """What is wrong with the source in use now, one status each: skipped zones, distrust."""
+        name, measured = self._source.name, self._source.measured
+        notes = [SourceStatus(name, why, measured, False) for why in self._distrusted.values()]
+        if self._inventory is not None:
+            notes += [
+                SourceStatus(name, f"skipped {s.why}", measured, False)
+                for s in self._inventory.skipped()
+                if s.reason != "not_a_zone"
+            ]
+        return tuple(notes)
+
+    def _read_errors(self) -> dict[tuple[str, str], int]:
+        errors = dict(self._errors)
+        if self._inventory is not None:
+            for reason, n in self._inventory.read_errors().items():
+                errors[(self._source.name, reason)] = errors.get((self._source.name, reason), 0) + n
+        return errors
+
     def _snapshot(self, now_s: float, pods_present: int, duration_s: float) -> Snapshot:
         lookup = self._names.lookup
         pod_meta = {uid: meta for uid in self._pod_us if (meta := lookup(uid)) is not None}
+        shown = self._zones
         return Snapshot(
             timestamp_s=now_s,
             source=self._source.name,
             measured=self._source.measured,
-            sources=self._sources,
-            node_energy_j=dict(self._node_j),
-            in_node_total=dict(self._in_node_total),
+            sources=self._sources + self._notes(),
+            node_energy_j={zone: j for zone, j in self._node_j.items() if zone in shown},
+            in_node_total={name: self._in_node_total(zone) for name, zone in shown.items()},
             node_power_w=dict(self._power_w),
-            pod_energy_j={zone: dict(j) for zone, j in self._pod_j.items()},
-            container_energy_j={zone: dict(j) for zone, j in self._container_j.items()},
+            pod_energy_j={zone: dict(j) for zone, j in self._pod_j.items() if zone in shown},
+            container_energy_j={zone: dict(j) for zone, j in self._container_j.items() if zone in shown},
             pod_meta=pod_meta,
-            unattributed_j=dict(self._unattributed_j),
-            read_errors=dict(self._errors),
+            unattributed_j={key: j for key, j in self._unattributed_j.items() if key[0] in shown},
+            read_errors=self._read_errors(),
             sample_duration_s=duration_s,
             pods_present=pods_present,
         )

@@ -6,12 +6,9 @@ it never computes deltas (the sampler owns previous readings and wrap handling).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-log = logging.getLogger(__name__)
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class SourceError(Exception):
@@ -37,13 +34,32 @@ class Zone:
     False for zones whose energy is already counted by another top-level zone (psys covers the
     packages; an MMIO duplicate repeats a package), so summing the zones that have it True
     never counts a joule twice. `max_energy_range_uj` is where the counter wraps (None: it
-    never wraps, e.g. perf's 64-bit counters or an estimate).
+    never wraps, e.g. perf's 64-bit counters or an estimate, or its range is unknown).
+    `covered_by` names the zone that counts this one's energy in the node total in its place
+    (psys for the packages and dram): when that zone is missing or distrusted, this one counts.
     """
 
     name: str
     parent: str | None = None
     in_node_total: bool = True
     max_energy_range_uj: int | None = None
+    covered_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A zone directory, file or event a source does not read, and why.
+
+    `reason` is a short label (exported as `reason` of energyd_read_errors_total when
+    `read_error`); `why` is the line a person reads, naming the file. `read_error` is True for
+    a zone that exists but whose read failed this time (it counts as an error on every pass
+    it fails), False for an entry that is not a zone at all (a control type, a dangling link).
+    """
+
+    where: str
+    reason: str
+    why: str
+    read_error: bool = False
 
 
 class EnergySource(Protocol):
@@ -61,20 +77,59 @@ class EnergySource(Protocol):
     def close(self) -> None: ...
 
 
-def delta_uj(prev_uj: int, cur_uj: int, max_energy_range_uj: int | None) -> int:
-    """Energy between two cumulative readings of one zone; never negative.
+@runtime_checkable
+class Inventoried(Protocol):
+    """A source that can say where each zone is read and what it skipped (probe, source_info)."""
 
-    RAPL counters wrap to 0 after `max_energy_range_uj` (each zone has its own range), so a
-    reading below the previous one means one wrap: the zone counted up to the range, then from 0.
-    Without a known range a decrease cannot be a wrap (perf's and the estimate's counters are 64
-    bit), so the source restarted and counted `cur_uj` since: that is the delta, and it is logged.
-    One interval is assumed to hold at most one wrap (minutes at full power on every zone known).
+    def read_from(self) -> Mapping[str, str]:
+        """Zone name -> the file or event it is read from."""
+        ...
+
+    def skipped(self) -> Sequence[Skipped]:
+        """What the last scan or read passed over, and why."""
+        ...
+
+    def read_errors(self) -> Mapping[str, int]:
+        """Failed zone reads since the source opened, by `Skipped.reason`."""
+        ...
+
+
+class Delta(NamedTuple):
+    """One zone's energy over an interval: `uj` counted, or `rejected` saying why it was not."""
+
+    uj: int
+    rejected: str | None = None  # "reset" | "implausible"
+
+
+def zone_delta(prev_uj: int, cur_uj: int, max_energy_range_uj: int | None, max_delta_uj: float) -> Delta:
+    """Energy between two cumulative readings of one zone, or why the interval counts nothing.
+
+    A reading below the previous one is a wrap only when the wrapped delta (the range minus
+    the previous value, plus the new value) is a plausible amount of energy for the interval,
+    i.e. the counter was near its range; otherwise the counter restarted (driver reload, CPU
+    hotplug, firmware reset) and the interval is a `reset`. Without a known range a decrease is
+    always a reset. Any delta above `max_delta_uj` (the zone's power ceiling times the interval)
+    is `implausible`. One interval is assumed to hold at most one wrap.
     """
     if cur_uj >= prev_uj:
-        return cur_uj - prev_uj
-    if max_energy_range_uj is not None and max_energy_range_uj > 0 and prev_uj <= max_energy_range_uj:
-        return max_energy_range_uj - prev_uj + cur_uj
-    log.info(
-        "energy counter reset (%d -> %d µJ, range %s): counting from 0", prev_uj, cur_uj, max_energy_range_uj
-    )
-    return max(cur_uj, 0)
+        delta = cur_uj - prev_uj
+    elif max_energy_range_uj is not None and max_energy_range_uj > prev_uj:
+        delta = max_energy_range_uj - prev_uj + cur_uj
+        if delta > max_delta_uj:
+            return Delta(0, "reset")
+    else:
+        return Delta(0, "reset")
+    if delta > max_delta_uj:
+        return Delta(0, "implausible")
+    return Delta(delta)
+
+
+def delta_uj(prev_uj: int, cur_uj: int, max_energy_range_uj: int | None) -> int:
+    """zone_delta without a power ceiling, for spans of unknown length (the profiler's).
+
+    A wrap is then taken only when the wrapped delta is under half the range: a counter that
+    fell from low in its range restarted, and its span counts 0.
+    """
+    half_range = max_energy_range_uj / 2 if max_energy_range_uj else 0.0
+    limit = half_range if cur_uj < prev_uj else float("inf")
+    return zone_delta(prev_uj, cur_uj, max_energy_range_uj, limit).uj

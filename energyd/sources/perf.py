@@ -8,8 +8,12 @@ counters to 64 bits for perf, so these never wrap (max_energy_range_uj None).
 
 perf aggregates an event over the sockets (``-a`` without ``--per-socket``), so the zones are
 ``package`` (all packages), ``dram``, ``core``, ``gpu`` and ``psys``, not per socket. core and
-gpu are inside package; psys, when listed, is the node total alone.
+gpu are inside package; psys, when listed, is the node total alone (package and dram are
+`covered_by` it). perf runs with LC_ALL=C, so that its CSV has decimal points in any locale.
 
+A perf whose every event reads 0 J over its first interval counts nothing (a VM's virtual PMU:
+this project's Firecracker build VM lists energy-psys and reads 0.00 J forever) and is refused,
+so that `auto` moves on to the estimate rather than export 0 W as measured.
 An interval perf could not count (``<not counted>``) adds nothing; an event perf never counted
 (``<not supported>``) has no zone in read_uj. If perf dies it is restarted with exponential
 back-off; the energy of the gap is lost (a new perf starts from zero, and the cumulative values
@@ -21,6 +25,7 @@ is alive but silent is terminated, so that it is restarted.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -28,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from energyd.sources.base import SourceError, Zone
+from energyd.sources.base import Skipped, SourceError, Zone
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,9 @@ INSIDE_PACKAGE = frozenset({"core", "gpu"})
 UNCOUNTED = ("<not supported>", "<not counted>")
 UJ_PER_J = 1_000_000
 TAIL_LINES = 3
+# Over this long every real RAPL domain counts something (perf prints joules to 0.01 J): 0 J on
+# every event means a PMU that does not count (a VM's, whose psys reads 0.00 forever).
+ZERO_MEANS_DEAD_MS = 100
 
 PERMISSION_FIX = (
     "run energyd as root or with CAP_PERFMON (Linux 5.8+; the perf overlay in deploy/overlays/perf adds it), "
@@ -53,13 +61,21 @@ PERMISSION_FIX = (
 
 def power_events(sysfs_root: Path) -> list[str]:
     """The RAPL events the kernel lists, in EVENT_ZONES order. Raises SourceError when there are none."""
-    events_dir = sysfs_root / "bus" / "event_source" / "devices" / "power" / "events"
+    pmu = sysfs_root / "bus" / "event_source" / "devices" / "power"
+    events_dir = pmu / "events"
+    if pmu.is_symlink() and not pmu.exists():
+        raise SourceError(
+            f"{pmu} links to {os.readlink(pmu)}, which is not there (only bus/event_source was mounted)",
+            "mount the host's /sys/devices read-only beside /sys/bus/event_source, as deploy/base/energyd "
+            "and deploy/overlays/perf do",
+        )
     if not events_dir.is_dir():
         raise SourceError(
             f"{events_dir} does not exist: the kernel has no RAPL perf PMU here (a VM, or a kernel "
             "without CONFIG_PERF_EVENTS_INTEL_RAPL)",
             "on bare metal: a kernel with the RAPL perf driver (CONFIG_PERF_EVENTS_INTEL_RAPL, Intel and AMD "
-            "Zen) and the host's /sys/bus/event_source mounted into the container; a VM has no RAPL PMU",
+            "Zen) and the host's /sys/bus/event_source and /sys/devices mounted into the container (deploy/overlays/"
+            "perf); a VM has no RAPL PMU",
         )
     listed = {p.name for p in events_dir.iterdir()}
     events = [e for e in EVENT_ZONES if e in listed]
@@ -77,8 +93,10 @@ def zones_for(events: Sequence[str]) -> dict[str, Zone]:
         name = EVENT_ZONES[event]
         if name in INSIDE_PACKAGE:
             zones[event] = Zone(name, "package", False, None)
+        elif has_psys and name != "psys":
+            zones[event] = Zone(name, None, False, None, covered_by="psys")
         else:
-            zones[event] = Zone(name, None, not has_psys or name == "psys", None)
+            zones[event] = Zone(name, None, True, None)
     return zones
 
 
@@ -137,6 +155,7 @@ class PerfSource:
         self._lock = threading.Lock()
         self._total_uj: dict[str, int] = {}
         self._uncounted: set[str] = set()
+        self._not_counted = 0  # intervals perf printed <not counted>/<not supported> for an event
         self._seen: set[str] = set()
         self._last_sample_s: float | None = None
         self._started_s = clock()
@@ -151,6 +170,15 @@ class PerfSource:
             tail = " | ".join(self._tail) or "no output"
             self.close()
             raise SourceError(f"`{' '.join(self._args)}` gave no energy sample: {tail}", _fix_for(tail))
+        with self._lock:
+            counted_nothing = not any(self._total_uj.values())
+        if counted_nothing and interval_ms >= ZERO_MEANS_DEAD_MS:
+            self.close()
+            raise SourceError(
+                f"perf's RAPL events count nothing here: {', '.join(events)} read 0 J over a whole "
+                f"{interval_ms} ms interval (a virtual PMU, as on Firecracker VMs, or disabled counters)",
+                "on bare metal use powercap; here the estimate is what is left",
+            )
 
     def zones(self) -> Sequence[Zone]:
         return list(self._zones.values())
@@ -168,6 +196,21 @@ class PerfSource:
         if not totals:
             raise SourceError(f"perf has counted none of {', '.join(self._zones)} yet")
         return totals
+
+    def read_from(self) -> Mapping[str, str]:
+        return {zone.name: f"perf event power/{event}/" for event, zone in self._zones.items()}
+
+    def skipped(self) -> Sequence[Skipped]:
+        with self._lock:
+            uncounted = sorted(self._uncounted)
+        why = "perf printed <not counted> or <not supported> for its last interval"
+        return [
+            Skipped(f"power/{e}/", "not_counted", f"perf event power/{e}/: {why}", True) for e in uncounted
+        ]
+
+    def read_errors(self) -> Mapping[str, int]:
+        with self._lock:
+            return {"not_counted": self._not_counted} if self._not_counted else {}
 
     def close(self) -> None:
         with self._lock:
@@ -191,6 +234,9 @@ class PerfSource:
                         stderr=subprocess.PIPE,
                         text=True,
                         bufsize=1,
+                        # perf prints numbers in the caller's locale: under de_DE `408,09`
+                        # inside `-x,` CSV. C keeps the decimal point whatever the node says.
+                        env={**os.environ, "LC_ALL": "C"},
                     )
                 except OSError as err:
                     self._tail.append(str(err))
@@ -228,6 +274,7 @@ class PerfSource:
         with self._lock:
             self._last_sample_s = self._clock()
             if joules is None:
+                self._not_counted += 1
                 if event not in self._uncounted:
                     log.warning("perf cannot count %s: %s", event, line.strip())
                     if len(self._tail) < TAIL_LINES:

@@ -27,6 +27,7 @@ DEPLOY = REPO / "deploy"
 TREES = {
     "base": DEPLOY / "base",
     "perf": DEPLOY / "overlays" / "perf",
+    "gpu": DEPLOY / "overlays" / "gpu",
     "user_profiles": DEPLOY / "overlays" / "user-profiles",
     "kube_prometheus": DEPLOY / "overlays" / "kube-prometheus",
     "kube_prometheus_stack": DEPLOY / "overlays" / "kube-prometheus-stack",
@@ -323,13 +324,15 @@ def test_energyd_daemonset_least_privilege(base: list[Manifest]) -> None:
     # uid 0 because energy_uj is owner-root 0400; nothing else about root is kept.
     assert sc["runAsUser"] == 0 and spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    assert sorted(host_paths.values()) == ["/proc", "/sys/class/powercap", "/sys/fs/cgroup"]
+    # /sys/class and /sys/devices, not all of /sys: tests/deploy/test_energyd_mounts.py shows why.
+    assert sorted(host_paths.values()) == ["/proc", "/sys/class", "/sys/devices", "/sys/fs/cgroup"]
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     for name in host_paths:
         assert mounts[name]["readOnly"] is True, name
     # The root flags point at where the host paths are mounted.
     args = dict(a.removeprefix("--").split("=", 1) for a in c["args"] if a.startswith("--"))
-    assert mounts["powercap"]["mountPath"] == args["sysfs-root"] + "/class/powercap"
+    assert mounts["sys-class"]["mountPath"] == args["sysfs-root"] + "/class"
+    assert mounts["sys-devices"]["mountPath"] == args["sysfs-root"] + "/devices"
     assert mounts["cgroup"]["mountPath"] == args["cgroup-root"]
     assert mounts["proc"]["mountPath"] == args["procfs-root"]
     assert {"operator": "Exists"} in spec["tolerations"]

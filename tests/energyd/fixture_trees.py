@@ -1,11 +1,15 @@
 """Writers of fake sysfs and procfs trees for tests and bench (B's bench imports these too).
 
-They follow the real layout: /sys/class/powercap holds symlinks into
-/sys/devices/virtual/powercap/<control>/..., where a sub-zone directory is nested inside its
-package; the machine presets mirror real listings (a Xeon's dram range 65712999613, AMD's
-65532610987, psys between packages, intel-rapl:0 = package-3 on a 4-socket box, the MMIO
-duplicate of package-0). Values are rewritten in place, so a reader that keeps files open sees
-the update as it would on sysfs.
+They follow the real layout, symlinks included, so that a reader (or a container that mounts
+only part of /sys) meets what it would on a host: /sys/class/powercap holds relative symlinks
+into /sys/devices/virtual/powercap/<control>/... (``intel-rapl:0 ->
+../../devices/virtual/powercap/intel-rapl/intel-rapl:0``), where a sub-zone directory is nested
+inside its package and the control type has its own link; /sys/bus/event_source/devices/power
+is a link to ../../../devices/power, where the RAPL PMU's events are. Zone indexes are hex, as
+the kernel writes them (``intel-rapl:a`` is the 11th). The machine presets mirror real listings
+(a Xeon's dram range 65712999613, AMD's 65532610987, psys between packages, intel-rapl:0 =
+package-3 on a 4-socket box, the MMIO duplicate of package-0). Values are rewritten in place,
+so a reader that keeps files open sees the update as it would on sysfs.
 """
 
 from __future__ import annotations
@@ -22,8 +26,19 @@ PERF_EVENT_CODES = {"energy-cores": 1, "energy-pkg": 2, "energy-ram": 3, "energy
 
 
 def zone_dir(sysfs_root: Path, index: str | int, control: str = "intel-rapl") -> Path:
-    """The class/powercap entry of zone `index` ("0", 1 or "0:1")."""
-    return sysfs_root / "class" / "powercap" / f"{control}:{index}"
+    """The class/powercap entry of zone `index` ("0", 1, "a" or "0:1"; an int is written in hex)."""
+    return sysfs_root / "class" / "powercap" / f"{control}:{_hex(index)}"
+
+
+def _hex(index: str | int) -> str:
+    return f"{index:x}" if isinstance(index, int) else index
+
+
+def _link(link: Path, target: Path) -> None:
+    """A relative symlink, as sysfs has them."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(os.path.relpath(target, link.parent))
 
 
 def write_powercap_zone(
@@ -37,8 +52,12 @@ def write_powercap_zone(
     enabled: int = 1,
 ) -> Path:
     """One zone (`index` "N" or "N:M"), its device directory and its class/powercap symlink."""
-    parts = str(index).split(":")
-    device = sysfs_root / "devices" / "virtual" / "powercap" / control
+    parts = _hex(index).split(":")
+    control_dir = sysfs_root / "devices" / "virtual" / "powercap" / control
+    control_dir.mkdir(parents=True, exist_ok=True)
+    (control_dir / "enabled").write_text("1\n")
+    _link(sysfs_root / "class" / "powercap" / control, control_dir)
+    device = control_dir
     for depth in range(1, len(parts) + 1):
         device = device / f"{control}:{':'.join(parts[:depth])}"
     device.mkdir(parents=True, exist_ok=True)
@@ -48,9 +67,7 @@ def write_powercap_zone(
         (device / "max_energy_range_uj").write_text(f"{max_range_uj}\n")
     (device / "energy_uj").write_text(f"{energy_uj}\n")
     link = zone_dir(sysfs_root, index, control)
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
-        link.symlink_to(os.path.relpath(device, link.parent))
+    _link(link, device)
     return link
 
 
@@ -61,9 +78,14 @@ def set_energy(sysfs_root: Path, index: str | int, energy_uj: int, control: str 
 
 
 def write_power_events(sysfs_root: Path, events: Iterable[str] = ("energy-pkg", "energy-ram")) -> Path:
-    """The RAPL perf PMU's event files, as arch/x86/events/rapl.c exposes them."""
+    """The RAPL perf PMU's event files, as arch/x86/events/rapl.c exposes them, under
+    devices/power, and the bus/event_source link to it; returns the events directory as seen
+    through the link (the path the perf source reads)."""
+    pmu = sysfs_root / "devices" / "power"
+    (pmu / "events").mkdir(parents=True, exist_ok=True)
+    (pmu / "cpumask").write_text("0\n")
+    _link(sysfs_root / "bus" / "event_source" / "devices" / "power", pmu)
     events_dir = sysfs_root / "bus" / "event_source" / "devices" / "power" / "events"
-    events_dir.mkdir(parents=True, exist_ok=True)
     (events_dir.parent / "type").write_text("23\n")
     for event in events:
         (events_dir / event).write_text(f"event=0x{PERF_EVENT_CODES[event]:02x}\n")

@@ -38,7 +38,7 @@ SNAP = Snapshot(
     },
     pod_meta={"uid-1": PodMeta("ml", "detect-0", {"c1": "app"})},
     unattributed_j={("package-0", "system"): 20.0, ("package-0", "idle"): 50.0},
-    read_errors={"cgroup": 2},
+    read_errors={("cgroup", "unreadable"): 2, ("perf", "implausible"): 1},
     sample_duration_s=0.004,
     pods_present=1,
 )
@@ -117,8 +117,9 @@ def test_metrics_show_the_snapshot() -> None:
         got[("energyd_source_info", (("measured", "true"), ("reason", "selected"), ("source", "perf")))]
         == 1.0
     )
-    assert got[("energyd_read_errors_total", (("reader", "cgroup"),))] == 2
-    assert got[("energyd_read_errors_total", (("reader", "perf"),))] == 0
+    assert got[("energyd_read_errors_total", (("reader", "cgroup"), ("reason", "unreadable")))] == 2
+    assert got[("energyd_read_errors_total", (("reader", "perf"), ("reason", "read_failed")))] == 0
+    assert got[("energyd_read_errors_total", (("reader", "perf"), ("reason", "implausible")))] == 1
     assert got[("energyd_sample_duration_seconds", ())] == 0.004
     assert got[("energyd_pods", ())] == 1
     # Only our registry is served: nothing from the process-wide default collectors.

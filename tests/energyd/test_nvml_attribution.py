@@ -98,7 +98,7 @@ def test_the_fixture_end_to_end_with_exact_figures(procfs: Path) -> None:
     assert snaps[2].node_energy_j["gpu-1"] == pytest.approx(200.0)
     assert snaps[3].node_power_w["gpu-1"] == pytest.approx(100.0)  # 200 J over 2 s
     assert snaps[1].node_power_w["gpu-0"] == pytest.approx(450.0)
-    assert last.read_errors["nvml"] == 1
+    assert sum(n for (reader, _), n in last.read_errors.items() if reader == "nvml") == 1
     assert last.in_node_total == {"gpu-0": True, "gpu-1": True}
     assert last.zone_source == {"gpu-0": "nvml", "gpu-1": "nvml"}
     assert last.gpu_info["gpu-1"] == {
@@ -221,7 +221,7 @@ def test_the_daemon_exports_gpu_zones_beside_the_cpu_ones(tmp_path: Path) -> Non
         'uuid="GPU-5f3c2a10-0000-4000-8000-000000000000",zone="gpu-0"} 1.0'
     ) in body
     assert 'energyd_source_info{measured="true",reason="selected",source="nvml"} 1.0' in body
-    assert 'energyd_read_errors_total{reader="nvml"}' in body
+    assert 'energyd_read_errors_total{reader="nvml",reason="gpu_lost"} 0.0' in body
 
 
 def test_without_a_gpu_the_daemon_runs_on_and_says_why(tmp_path: Path) -> None:

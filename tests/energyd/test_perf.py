@@ -148,3 +148,62 @@ def test_psys_is_the_total_and_core_sits_in_package() -> None:
     zones = zones_for(["energy-pkg", "energy-ram", "energy-cores", "energy-psys"])
     assert [z.name for z in zones.values() if z.in_node_total] == ["psys"]
     assert zones["energy-cores"] == Zone("core", "package", False, None)
+    # package and dram count instead of psys when the sampler finds psys flat.
+    assert zones["energy-pkg"].covered_by == zones["energy-ram"].covered_by == "psys"
+
+
+def test_perf_runs_in_the_c_locale_whatever_the_node_says(
+    sysfs: Path, log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A German node: perf (the stand-in localises as perf does) would print `19,63` inside the
+    # `-x,` CSV, which no parser can split back. energyd must start it with LC_ALL=C.
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    monkeypatch.setenv("LC_NUMERIC", "de_DE.UTF-8")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    env_log = tmp_path / "env.log"
+    source = PerfSource(
+        sysfs, interval_s=0.05, perf_command=replay(log, "--localize", "--env-log", str(env_log))
+    )
+    package = Zone("package", None, True, None)
+    try:
+        wait_for(lambda: source.read_uj().get(package) == recorded_uj()["power/energy-pkg/"])
+    finally:
+        source.close()
+    assert env_log.read_text().splitlines() == ["C"]
+
+
+def test_an_event_perf_cannot_count_is_named_and_counted(log: Path, tmp_path: Path) -> None:
+    sysfs = tmp_path / "client-sys"
+    ft.write_power_events(sysfs, ("energy-pkg", "energy-gpu"))
+    recording = tmp_path / "gpu-not-supported.csv"
+    recording.write_text(
+        "1.001,19.63,Joules,power/energy-pkg/,2002406532,100.00,,\n"
+        "1.001,<not supported>,Joules,power/energy-gpu/,0,100.00,,\n"
+        "2.002,20.01,Joules,power/energy-pkg/,2002406532,100.00,,\n"
+        "2.002,<not supported>,Joules,power/energy-gpu/,0,100.00,,\n"
+    )
+    command = (sys.executable, str(REPLAY), str(recording), "--log", str(log))
+    source = PerfSource(sysfs, interval_s=0.05, perf_command=command)
+    package = Zone("package", None, True, None)
+    try:
+        wait_for(lambda: source.read_uj().get(package) == 39_640_000)
+        assert [z.name for z in source.read_uj()] == ["package"]
+        [skip] = source.skipped()
+        assert skip.where == "power/energy-gpu/" and skip.read_error
+        assert source.read_errors() == {"not_counted": 2}
+        assert source.read_from()["gpu"] == "perf event power/energy-gpu/"
+    finally:
+        source.close()
+
+
+def test_a_pmu_that_counts_nothing_is_refused(log: Path, tmp_path: Path) -> None:
+    # Recorded on this project's build VM (Firecracker, kernel 6.18, perf 6.1): the kernel lists
+    # a RAPL PMU with energy-psys, and `perf stat -a -I 1000 -x, -e power/energy-psys/` reads
+    # 0.00 J every second. Exporting that as a measured 0 W would be a lie.
+    sysfs = tmp_path / "vm-sys"
+    ft.write_power_events(sysfs, ("energy-psys",))
+    recording = FIXTURES / "perf-vm-psys" / "perf-stat-I1000-psys.csv"
+    command = (sys.executable, str(REPLAY), str(recording), "--log", str(log))
+    with pytest.raises(SourceError, match="count nothing here: energy-psys read 0 J") as err:
+        PerfSource(sysfs, interval_s=0.1, perf_command=command)
+    assert "estimate" in err.value.fix

@@ -62,3 +62,22 @@ def test_nothing_works_says_run_would_exit(tmp_path: Path) -> None:
     assert not any(r.works for r in results)
     assert "stat" in results[2].reason
     assert format_probe(results).endswith("energyd run would exit.")
+
+
+def test_probe_lists_every_zone_read_and_every_entry_skipped_with_why(tmp_path: Path) -> None:
+    roots = roots_for(tmp_path)
+    for socket in range(11):  # the 11th package is intel-rapl:a
+        ft.write_powercap_zone(roots.sysfs, socket, f"package-{socket}", 1_000)
+    broken = ft.write_powercap_zone(roots.sysfs, 11, "package-11", 1_000)  # intel-rapl:b
+    (broken / "energy_uj").write_text("-1\n")
+    ft.write_proc_stat(roots.procfs, user=5, idle=95)
+    powercap = probe(roots, PERF)[0]
+    assert powercap.works
+    assert dict(powercap.read_from)["package-10"].endswith("/intel-rapl:a/energy_uj")
+    assert "package-11" not in powercap.zones
+    skipped = dict(powercap.skipped)
+    assert "not a counter" in skipped[str(broken / "energy_uj")]
+    assert "not a zone" in skipped[str(roots.sysfs / "class" / "powercap" / "intel-rapl")]
+    text = " ".join(format_probe(probe(roots, PERF)).split())
+    assert f"read package-10 from {roots.sysfs}/class/powercap/intel-rapl:a/energy_uj" in text
+    assert f"skipped {broken}/energy_uj holds b'-1\\n', not a counter" in text

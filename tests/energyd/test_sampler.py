@@ -18,13 +18,16 @@ from energyd.procstat import read_cpu_times
 from energyd.sampler import Sampler, Snapshot
 from energyd.sources.select import open_source
 from tests.energyd.cgroup_trees import NodeTree, container_id, pod_uid
+from tests.energyd.fixture_trees import DRAM_RANGE_UJ, set_energy, write_powercap_zone, zone_dir
 
 A, B = pod_uid(1), pod_uid(2)
 CA = container_id(1)
 ZONE = "package-0"
 
 
-def sampler_for(node: NodeTree, grace_period_s: float = 300.0) -> Sampler:
+def sampler_for(
+    node: NodeTree, grace_period_s: float = 300.0, max_power_w: dict[str, float] | None = None
+) -> Sampler:
     source, _ = open_source("powercap", node.roots)
     return Sampler(
         source,
@@ -32,6 +35,7 @@ def sampler_for(node: NodeTree, grace_period_s: float = 300.0) -> Sampler:
         PodUsageReader(node.roots.cgroup),
         NoNames(),
         grace_period_s=grace_period_s,
+        max_power_w=max_power_w,
     )
 
 
@@ -42,7 +46,7 @@ def pod_j(snap: Snapshot, uid: str) -> float | None:
 def assert_conserved(snap: Snapshot) -> None:
     for zone, node_j in snap.node_energy_j.items():
         parts = list(snap.pod_energy_j[zone].values())
-        parts += [snap.unattributed_j[(zone, k)] for k in ("system", "idle")]
+        parts += [snap.unattributed_j.get((zone, k), 0.0) for k in ("system", "idle")]
         assert math.isclose(math.fsum(parts), node_j, rel_tol=1e-9, abs_tol=1e-9)
 
 
@@ -136,7 +140,8 @@ def test_a_failed_energy_read_is_covered_by_the_next_pass(node: NodeTree) -> Non
     node.set_cpu(busy_s=1.0, idle_s=1.0)
     node.cgroups.set_pod(A, 1_000_000)
     failed = sampler.step(1.0)
-    assert failed.read_errors.get("powercap") == 1
+    assert failed.read_errors.get(("powercap", "read_failed")) == 1
+    assert failed.read_errors.get(("powercap", "not_a_counter")) == 1
     assert failed.node_energy_j[ZONE] == 0.0
     energy.write_text(saved)
     node.set_energy_uj(80_000_000)
@@ -154,32 +159,63 @@ class Step:
     idle_s: float
     pods: dict[int, int]  # pod -> µs of CPU time this step; a pod left out is removed
     reset: set[int]  # pods whose cgroup was recreated (counter back to 0) this step
+    # What the zone's energy_uj shows instead of the true counter this step: None (the counter),
+    # "reset" (it restarted near 0), "jump" (far beyond the power ceiling), "above_range" (past
+    # max_energy_range_uj: the range is unknown from then on), or text that is no counter
+    # (negative, empty, absurdly long).
+    glitch: str | None = None
 
 
+RANGE_UJ = 1_000_000_000  # 1 kJ
+CEILING_W = 100.0  # a step adds at most 60 J: under the ceiling, and a wrap is unambiguous
+GARBAGE = ["-5", "", "9" * 25, "1" * 300, "0x10", "12 J"]
 step_st = st.builds(
     Step,
-    energy_uj=st.integers(0, 60_000_000),  # below the 100 J range: a wrap is unambiguous
+    energy_uj=st.integers(0, 60_000_000),
     busy_s=st.floats(0.0, 4.0),
     idle_s=st.floats(0.0, 4.0),
     pods=st.dictionaries(st.integers(1, 4), st.integers(0, 2_000_000), max_size=4),
     reset=st.sets(st.integers(1, 4), max_size=2),
+    glitch=st.sampled_from([None, None, None, "reset", "jump", "above_range", *GARBAGE]),
 )
 
 
-@settings(max_examples=50, deadline=None)
-@given(steps=st.lists(step_st, min_size=1, max_size=6))
-def test_conservation_and_monotonic_counters_through_wraps_and_churn(steps: list[Step]) -> None:
+def write_energy(node: NodeTree, text: str) -> None:
+    with open(node.roots.sysfs / "class/powercap/intel-rapl:0/energy_uj", "r+") as f:
+        f.truncate(0)
+        f.write(text + "\n")
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(step_st, min_size=1, max_size=8))
+def test_conservation_and_monotonic_counters_through_wraps_resets_garbage_and_churn(
+    steps: list[Step],
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        node = NodeTree(Path(tmp), max_range_uj=100_000_000)
-        sampler = sampler_for(node, grace_period_s=1e9)
+        node = NodeTree(Path(tmp), max_range_uj=RANGE_UJ)
+        sampler = sampler_for(node, grace_period_s=1e9, max_power_w={"package": CEILING_W})
         prev = sampler.step(0.0)
         energy_uj, busy_s, idle_s = 0, 0.0, 0.0
         usage: dict[int, int] = {}
+        # The energy the next counted interval must show, when it is known exactly: the true
+        # counter's rise since the last reading the sampler counted from.
+        owed_uj: int | None = 0
+        range_known = True
         for i, step in enumerate(steps, start=1):
-            energy_uj += step.energy_uj
+            if step.glitch == "reset":
+                energy_uj = step.energy_uj // 100  # restarted near 0; counts on from there
+            else:
+                energy_uj += step.energy_uj
             busy_s += step.busy_s
             idle_s += step.idle_s
-            node.set_energy_uj(energy_uj)
+            if step.glitch is None or step.glitch == "reset":
+                write_energy(node, str(energy_uj % RANGE_UJ))
+            elif step.glitch == "jump":
+                write_energy(node, str((energy_uj + RANGE_UJ // 2) % RANGE_UJ))
+            elif step.glitch == "above_range":
+                write_energy(node, str(RANGE_UJ + energy_uj))
+            else:
+                write_energy(node, step.glitch)
             node.set_cpu(busy_s=busy_s, idle_s=idle_s)
             for p in [p for p in usage if p not in step.pods]:
                 node.cgroups.remove_pod(pod_uid(p))
@@ -188,7 +224,26 @@ def test_conservation_and_monotonic_counters_through_wraps_and_churn(steps: list
                 usage[p] = (0 if p in step.reset else usage.get(p, 0)) + inc_us
                 node.cgroups.set_pod(pod_uid(p), usage[p])
             snap = sampler.step(float(i))
-            assert snap.node_energy_j[ZONE] == pytest.approx(energy_uj / 1e6)
+            added_j = snap.node_energy_j[ZONE] - prev.node_energy_j[ZONE]
+            assert added_j >= 0.0
+            assert added_j <= CEILING_W * i + 1e-9  # never more than the ceiling allows
+            if step.glitch is None and owed_uj is not None:
+                assert added_j == pytest.approx((owed_uj + step.energy_uj) / 1e6)
+            if step.glitch is None:
+                owed_uj = 0
+            elif step.glitch in GARBAGE:
+                assert added_j == 0.0  # the zone was unreadable: nothing counted
+                owed_uj = None if owed_uj is None else owed_uj + step.energy_uj
+            elif step.glitch == "above_range":
+                # The range is unknown from now on, so later wraps count as resets: only the
+                # invariants are checked after it.
+                range_known = False
+            else:
+                # A reset or a jump counts nothing (or, for a reset just after a wrap point,
+                # what a wrap would), and the next interval counts from the value it left.
+                owed_uj = None if step.glitch == "jump" else 0
+            if not range_known:
+                owed_uj = None
             assert_conserved(snap)
             before = prev.pod_energy_j[ZONE]
             for uid, j in snap.pod_energy_j[ZONE].items():
@@ -198,8 +253,48 @@ def test_conservation_and_monotonic_counters_through_wraps_and_churn(steps: list
             prev = snap
 
 
+def test_a_counter_that_steps_back_far_from_its_range_is_a_reset_not_a_wrap(tmp_path: Path) -> None:
+    node = NodeTree(tmp_path)  # the package's real range: 262 kJ
+    node.cgroups.set_pod(A, 0)
+    sampler = sampler_for(node)
+    node.set_energy_uj(100_000_000)
+    sampler.step(0.0)
+    node.set_energy_uj(150_000_000)
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    assert sampler.step(1.0).node_energy_j[ZONE] == pytest.approx(50.0)
+    # 10 J back (a driver reload): the old code added ~262 kJ as a wrap.
+    node.set_energy_uj(140_000_000)
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    node.cgroups.set_pod(A, 1_000_000)
+    snap = sampler.step(2.0)
+    assert snap.node_energy_j[ZONE] == pytest.approx(50.0)  # the interval counts nothing
+    assert pod_j(snap, A) == pytest.approx(0.0)
+    assert snap.read_errors[("powercap", "reset")] == 1
+    assert ZONE not in snap.node_power_w
+    assert_conserved(snap)
+    # It counts on from its new reading.
+    node.set_energy_uj(160_000_000)
+    node.set_cpu(busy_s=3.0, idle_s=3.0)
+    snap = sampler.step(3.0)
+    assert snap.node_energy_j[ZONE] == pytest.approx(70.0)
+    assert snap.node_power_w[ZONE] == pytest.approx(20.0)
+
+
+def test_a_delta_above_the_power_ceiling_is_discarded_and_counted(tmp_path: Path) -> None:
+    node = NodeTree(tmp_path)
+    sampler = sampler_for(node, max_power_w={"package": 500.0})
+    sampler.step(0.0)
+    node.set_energy_uj(600_000_000)  # 600 J in 1 s: above 500 W
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    snap = sampler.step(1.0)
+    assert snap.node_energy_j[ZONE] == 0.0 and snap.read_errors[("powercap", "implausible")] == 1
+    node.set_energy_uj(900_000_000)  # 300 J in 1 s: plausible, and counted from the last reading
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    assert sampler.step(2.0).node_energy_j[ZONE] == pytest.approx(300.0)
+
+
 def test_a_counter_without_range_that_goes_back_restarted(tmp_path: Path) -> None:
-    # No max_energy_range_uj: a decrease cannot be a wrap, the source restarted from 0.
+    # No max_energy_range_uj: a decrease cannot be a wrap, so the interval counts nothing.
     node = NodeTree(tmp_path, max_range_uj=None)
     node.cgroups.set_pod(A, 0)
     sampler = sampler_for(node)
@@ -211,8 +306,75 @@ def test_a_counter_without_range_that_goes_back_restarted(tmp_path: Path) -> Non
     node.set_cpu(busy_s=2.0, idle_s=2.0)
     node.cgroups.set_pod(A, 1_000_000)
     snap = sampler.step(2.0)
-    assert snap.node_energy_j[ZONE] == pytest.approx(55.0)
-    assert pod_j(snap, A) == pytest.approx(2.5)
+    assert snap.node_energy_j[ZONE] == pytest.approx(50.0)
+    assert snap.read_errors[("powercap", "reset")] == 1
+    assert_conserved(snap)
+
+
+def psys_node(tmp_path: Path) -> NodeTree:
+    """A client: package-0 (the NodeTree's zone), dram-0 inside it and psys beside it."""
+    node = NodeTree(tmp_path)
+    write_powercap_zone(node.roots.sysfs, "0:0", "dram", 0, DRAM_RANGE_UJ)
+    write_powercap_zone(node.roots.sysfs, 1, "psys", 0)
+    return node
+
+
+def test_a_flat_psys_is_distrusted_and_packages_plus_dram_are_the_node_total(tmp_path: Path) -> None:
+    node = psys_node(tmp_path)
+    sampler = sampler_for(node)
+    sampler.step(0.0)
+    node.set_energy_uj(30_000_000)
+    set_energy(node.roots.sysfs, "0:0", 5_000_000)
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    snap = sampler.step(1.0)  # psys stayed at 0 while the package moved
+    assert {z for z, t in snap.in_node_total.items() if t} == {"dram-0", "package-0"}
+    [note] = [s for s in snap.sources if s.reason.startswith("psys")]
+    assert "psys did not move while dram-0, package-0 did" in note.reason and not note.selected
+    # Once psys moves it is the node total again, and the note goes.
+    node.set_energy_uj(60_000_000)
+    set_energy(node.roots.sysfs, 1, 40_000_000)
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    snap = sampler.step(2.0)
+    assert {z for z, t in snap.in_node_total.items() if t} == {"psys"}
+    assert not [s for s in snap.sources if s.reason.startswith("psys")]
+
+
+def test_a_vanished_zone_has_no_series_and_a_returning_one_counts_from_its_new_reading(
+    tmp_path: Path,
+) -> None:
+    node = psys_node(tmp_path)
+    sampler = sampler_for(node)
+    sampler.step(0.0)
+    node.set_energy_uj(30_000_000)
+    set_energy(node.roots.sysfs, 1, 40_000_000)
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    snap = sampler.step(1.0)
+    assert snap.node_power_w["psys"] == pytest.approx(40.0)
+    # psys goes: on sysfs its open file fails to read (ENODEV); a fixture file cannot, so the
+    # file the source holds open stops holding a counter.
+    with open(zone_dir(node.roots.sysfs, 1) / "energy_uj", "r+") as f:
+        f.truncate(0)
+        f.write("gone\n")
+    node.set_energy_uj(60_000_000)
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    snap = sampler.step(2.0)
+    assert "psys" not in snap.node_power_w and "psys" not in snap.node_energy_j
+    assert "psys" not in snap.pod_energy_j and ("psys", "idle") not in snap.unattributed_j
+    # No double count: the packages are the node total, and the stale psys is gone from it.
+    assert {z for z, t in snap.in_node_total.items() if t} == {"dram-0", "package-0"}
+    assert any("intel-rapl:1/energy_uj" in s.reason for s in snap.sources)
+    set_energy(node.roots.sysfs, 1, 900_000_000)  # back, at a new value
+    node.set_energy_uj(90_000_000)
+    node.set_cpu(busy_s=3.0, idle_s=3.0)
+    snap = sampler.step(3.0)
+    assert snap.node_energy_j["psys"] == pytest.approx(40.0)  # its first reading is a baseline
+    assert "psys" not in snap.node_power_w
+    set_energy(node.roots.sysfs, 1, 910_000_000)
+    node.set_energy_uj(100_000_000)
+    node.set_cpu(busy_s=4.0, idle_s=4.0)
+    snap = sampler.step(4.0)
+    assert snap.node_energy_j["psys"] == pytest.approx(50.0)
+    assert {z for z, t in snap.in_node_total.items() if t} == {"psys"}
     assert_conserved(snap)
 
 
@@ -249,3 +411,22 @@ def test_a_pod_first_seen_with_more_cpu_than_the_interval_predates_it(node: Node
     node.set_energy_uj(80_000_000)
     node.set_cpu(busy_s=4.0, idle_s=4.0)
     assert pod_j(sampler.step(2.0), old) == pytest.approx(10.0)
+
+
+def test_one_unreadable_zone_is_skipped_and_named_and_the_others_exported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = NodeTree(tmp_path)
+    broken = write_powercap_zone(node.roots.sysfs, 1, "package-1", 0) / "energy_uj"
+    broken.unlink()
+    broken.mkdir()  # opens, but every read fails (EISDIR)
+    sampler = sampler_for(node)
+    sampler.step(0.0)
+    node.set_energy_uj(40_000_000)
+    node.set_cpu(busy_s=1.0, idle_s=1.0)
+    snap = sampler.step(1.0)
+    assert snap.node_energy_j == {ZONE: pytest.approx(40.0)}
+    [note] = [s for s in snap.sources if "intel-rapl:1/energy_uj" in s.reason]
+    assert note.source == "powercap" and not note.selected
+    assert snap.read_errors[("powercap", "unreadable")] == 3  # at open, then once per pass
+    assert f"{node.roots.sysfs}/class/powercap/intel-rapl:1/energy_uj" in caplog.text
