@@ -98,7 +98,7 @@ def child(pods: int, cgroup_parent: Path | None, with_containers: bool, names: b
         for k in range(1, PASSES + 3):
             advance(k)
             started = time.perf_counter()
-            snap = daemon.step()
+            snap = daemon.sample()
             step_ms.append((time.perf_counter() - started) * 1e3)
             # A pass renders /metrics once (scrapes are served that cache): time one more render.
             started = time.perf_counter()

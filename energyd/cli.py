@@ -49,8 +49,14 @@ class Daemon:
         return self._latest
 
     def step(self) -> Snapshot:
-        self._latest = self._sampler.step(time.time())
+        """One pass: sample, then render /metrics for the scrapes until the next pass."""
+        snap = self.sample()
         self.exposition.refresh()
+        return snap
+
+    def sample(self) -> Snapshot:
+        """The sampling half of a pass (what energyd_sample_duration_seconds times)."""
+        self._latest = self._sampler.step(time.time())
         return self._latest
 
     def serve(self) -> int:
