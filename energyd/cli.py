@@ -71,6 +71,7 @@ class Daemon:
             )
         except OSError as err:
             raise StartupError(f"cannot listen on {self.config.host}:{self.config.port}: {err}") from err
+        self.exposition.register(self._server.collector())
         port: int = self._server.server_port
         return port
 

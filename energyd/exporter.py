@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector, generate_latest
+from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from energyd import __version__
@@ -216,6 +217,10 @@ class Exposition:
         self._plain = b""
         self._gzipped: bytes | None = None
         self.refresh()
+
+    def register(self, collector: Collector) -> None:
+        """Adds metrics of energyd's own (the HTTP server's counters) from the next refresh on."""
+        self._registry.register(collector)
 
     def refresh(self) -> None:
         """Renders the latest snapshot and energyd's own metrics; scrapes see it from now on."""

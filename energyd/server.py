@@ -18,6 +18,10 @@ import asyncio
 import logging
 import socket
 import threading
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from energyd import __version__
 from energyd.exporter import CONTENT_TYPE, Exposition
@@ -66,7 +70,7 @@ class MetricsServer:
             raise ValueError(f"timeout_s must be in (0, {MAX_TIMEOUT_S:g}], got {timeout_s}")
         if not 1 <= max_connections <= MAX_CONNECTIONS_LIMIT:
             raise ValueError(f"max_connections must be 1..{MAX_CONNECTIONS_LIMIT}, got {max_connections}")
-        self._exposition = exposition
+        self.exposition = exposition
         self._timeout_s = timeout_s
         self._max_connections = max_connections
         self.open_connections = 0
@@ -89,6 +93,10 @@ class MetricsServer:
 
     def start(self) -> None:
         self._thread.start()
+
+    def collector(self) -> Collector:
+        """The server's counters as metrics, for energyd's registry."""
+        return _ServerCollector(self)
 
     def close(self) -> None:
         """Stops serving and closes the listening socket and every open connection."""
@@ -152,7 +160,7 @@ class MetricsServer:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             gzipped = _accepts_gzip(headers.get("accept-encoding", ""))
-            body = self._exposition.body(gzipped)
+            body = self.exposition.body(gzipped)
             fields = {
                 "Content-Type": CONTENT_TYPE,
                 "Content-Length": str(len(body)),
@@ -165,6 +173,28 @@ class MetricsServer:
         for start in range(0, len(view), CHUNK_BYTES):
             writer.write(view[start : start + CHUNK_BYTES])
             await writer.drain()
+
+
+class _ServerCollector(Collector):
+    def __init__(self, server: MetricsServer) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "energyd_http_refused_connections",
+            "Connections answered 503 because --http-max-connections were open.",
+            value=self._server.refused,
+        )
+        yield CounterMetricFamily(
+            "energyd_http_timed_out_connections",
+            "Connections closed at --http-timeout (slow, half-open or not reading clients).",
+            value=self._server.timed_out,
+        )
+        yield GaugeMetricFamily(
+            "energyd_http_open_connections",
+            "Connections open on /metrics.",
+            value=self._server.open_connections,
+        )
 
 
 async def _settle(tasks: set[asyncio.Task[None]]) -> None:

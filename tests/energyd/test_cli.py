@@ -109,8 +109,12 @@ def test_build_wires_a_working_daemon(node: NodeTree) -> None:
         assert snap.pod_energy_j["package-0"] == {pod_uid(1): pytest.approx(1.0)}
         assert [(s.source, s.selected) for s in snap.sources] == [("powercap", True)]
         port = daemon.serve()
+        daemon.step()  # the server's own counters are rendered from the next pass on
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            assert b'energyd_pod_energy_joules_total{namespace=""' in resp.read()
+            body = resp.read()
+        assert b'energyd_pod_energy_joules_total{namespace=""' in body
+        assert f'energyd_build_info{{version="{__version__}"}} 1.0'.encode() in body
+        assert b"energyd_http_refused_connections_total 0.0" in body
     finally:
         daemon.close()
     assert len(os.listdir("/proc/self/fd")) == open_before  # energy_uj, cgroup files, socket

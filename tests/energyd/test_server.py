@@ -22,7 +22,9 @@ TIMEOUT_S = 1.0
 @contextmanager
 def running(max_connections: int = 8, pods: int = 0) -> Iterator[MetricsServer]:
     snap = many_pods(pods, zones=4, node_total_zones=4) if pods else SNAP
-    server = serve(Exposition(lambda: snap), "127.0.0.1", 0, TIMEOUT_S, max_connections)
+    exposition = Exposition(lambda: snap)
+    server = serve(exposition, "127.0.0.1", 0, TIMEOUT_S, max_connections)
+    exposition.register(server.collector())
     try:
         yield server
     finally:
@@ -40,6 +42,12 @@ def scrape(server: MetricsServer) -> bytes:
     with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5) as resp:
         body: bytes = resp.read()
         return body
+
+
+def scrape_rendered(server: MetricsServer) -> list[str]:
+    """/metrics after a render (as the next sampling pass makes)."""
+    server.exposition.refresh()
+    return scrape(server).decode().splitlines()
 
 
 def seconds_until_closed(sock: socket.socket, limit_s: float = 10.0) -> float:
@@ -95,7 +103,17 @@ def test_connections_past_the_cap_are_refused_at_once_then_served_again() -> Non
         assert server.refused == 2
         # The four time out; their slots are free again.
         wait_for(lambda: server.open_connections == 0)
-        assert b"energyd_pods 1.0" in scrape(server)
+        assert server.timed_out == 4
+        served_after = scrape(server)
+        assert b"energyd_pods 1.0" in served_after
+        # On /metrics from the next render (the next sampling pass) on.
+        assert b"energyd_http_" not in served_after
+        server_metrics = [line for line in scrape_rendered(server) if line.startswith("energyd_http_")]
+        assert server_metrics == [
+            "energyd_http_refused_connections_total 2.0",
+            "energyd_http_timed_out_connections_total 4.0",
+            "energyd_http_open_connections 0.0",
+        ]
 
 
 def test_a_client_trickling_its_request_is_cut_off_at_the_deadline() -> None:
