@@ -80,7 +80,7 @@ def test_slow_clients_cost_no_thread_and_do_not_block_a_scrape() -> None:
             for i in range(40)
         ]
         wait_for(lambda: server.open_connections == 40)
-        assert threading.active_count() == threads
+        assert threading.active_count() <= threads  # none started (another test's may have ended)
         assert b"energyd_pods 1.0" in scrape(server)  # answered while the 40 wait
         # Each is closed at its deadline, not left to hold the connection.
         assert all(seconds_until_closed(sock) < TIMEOUT_S + 3 for sock in slow)
@@ -108,6 +108,7 @@ def test_connections_past_the_cap_are_refused_at_once_then_served_again() -> Non
         assert b"energyd_pods 1.0" in served_after
         # On /metrics from the next render (the next sampling pass) on.
         assert b"energyd_http_" not in served_after
+        wait_for(lambda: server.open_connections == 0)  # that scrape's close may trail its body
         server_metrics = [line for line in scrape_rendered(server) if line.startswith("energyd_http_")]
         assert server_metrics == [
             "energyd_http_refused_connections_total 2.0",
@@ -141,8 +142,7 @@ def test_a_client_that_never_reads_the_response_is_dropped() -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.server_port))
         sock.sendall(b"GET /metrics HTTP/1.1\r\nAccept-Encoding: identity\r\n\r\n")
-        wait_for(lambda: server.timed_out == 1, limit_s=TIMEOUT_S + 5)
-        assert server.open_connections == 0
+        wait_for(lambda: server.timed_out == 1 and server.open_connections == 0, limit_s=TIMEOUT_S + 5)
         assert len(server_body := scrape(server)) > 4 * 2**20
         assert b"energyd_pods 8000.0" in server_body
 
