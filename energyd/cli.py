@@ -13,18 +13,18 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import FrameType
-from wsgiref.simple_server import WSGIServer
 
 from energyd import __version__, logs
 from energyd.cgroups import CgroupError, PodUsageReader
 from energyd.cgroups.names import PodResolver, from_environment
-from energyd.config import GPU_CHOICES, SOURCE_CHOICES, Config, Roots
-from energyd.exporter import serve
+from energyd.config import GPU_CHOICES, POD_ZONE_CHOICES, SOURCE_CHOICES, Config, Roots
+from energyd.exporter import Exposition
 from energyd.gpu import GpuSource, format_gpu_probe
 from energyd.gpu_attribution import GpuSampler, probe_gpu
 from energyd.probe import format_probe, probe
 from energyd.procstat import read_cpu_times
 from energyd.sampler import Sampler, Snapshot, SourceStatus
+from energyd.server import MAX_CONNECTIONS_LIMIT, MAX_TIMEOUT_S, MetricsServer, serve
 from energyd.sources.base import SourceError
 from energyd.sources.ceiling import parse_max_power
 from energyd.sources.nvml import Nvml, PynvmlNvml
@@ -38,7 +38,8 @@ class StartupError(Exception):
 
 
 class Daemon:
-    """The wired daemon: a sampler stepped on a timer and an HTTP server showing its snapshot."""
+    """The wired daemon: a sampler stepped on a timer and an HTTP server showing its snapshot,
+    rendered once per step."""
 
     def __init__(
         self,
@@ -52,12 +53,20 @@ class Daemon:
         self._gpu = gpu
         self._closers = closers  # release what build() opened (perf child, descriptors, watch)
         self._latest: Snapshot | None = None
-        self._server: WSGIServer | None = None
+        self.exposition = Exposition(self.latest, all_pod_zones=config.pod_zones == "all")
+        self._server: MetricsServer | None = None
 
     def latest(self) -> Snapshot | None:
         return self._latest
 
     def step(self) -> Snapshot:
+        """One pass: sample, then render /metrics for the scrapes until the next pass."""
+        snap = self.sample()
+        self.exposition.refresh()
+        return snap
+
+    def sample(self) -> Snapshot:
+        """The sampling half of a pass (what energyd_sample_duration_seconds times)."""
         now_s = time.time()
         snap = self._sampler.step(now_s)
         self._latest = snap if self._gpu is None else self._gpu.step(now_s, snap)
@@ -66,9 +75,16 @@ class Daemon:
     def serve(self) -> int:
         """Starts /metrics; returns the bound port (useful with --port 0)."""
         try:
-            self._server = serve(self.latest, self.config.host, self.config.port)
+            self._server = serve(
+                self.exposition,
+                self.config.host,
+                self.config.port,
+                self.config.http_timeout_s,
+                self.config.http_max_connections,
+            )
         except OSError as err:
             raise StartupError(f"cannot listen on {self.config.host}:{self.config.port}: {err}") from err
+        self.exposition.register(self._server.collector())
         port: int = self._server.server_port
         return port
 
@@ -86,8 +102,7 @@ class Daemon:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
         for close in self._closers:
             close()
 
@@ -168,6 +183,23 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _http_timeout(text: str) -> float:
+    value = _positive_float(text)
+    if value > MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TIMEOUT_S:g} s, got {text}")
+    return value
+
+
+def _max_connections(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= MAX_CONNECTIONS_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_CONNECTIONS_LIMIT}, got {value}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -218,10 +250,34 @@ def parser() -> argparse.ArgumentParser:
         help="seconds a vanished pod's series are kept before they are dropped (300)",
     )
     run.add_argument(
+        "--containers",
+        action="store_true",
+        help="also export per-container series (off: pods only, about a third of the sampling cost)",
+    )
+    run.add_argument(
         "--no-containers",
-        dest="containers",
-        action="store_false",
-        help="export pods only, no per-container series: about a third of the sampling cost",
+        action="store_true",
+        help="deprecated, does nothing: pods only is the default now (--containers turns containers on)",
+    )
+    run.add_argument(
+        "--pod-zones",
+        choices=POD_ZONE_CHOICES,
+        default="node-total",
+        help="zones that get per-pod series: those in the node total (default), or all, sub-zones "
+        "included (up to 3x the series)",
+    )
+    run.add_argument(
+        "--http-timeout",
+        type=_http_timeout,
+        default=10.0,
+        help="seconds a /metrics request, and its response, may take before the connection is "
+        f"closed (10, at most {MAX_TIMEOUT_S:g})",
+    )
+    run.add_argument(
+        "--http-max-connections",
+        type=_max_connections,
+        default=16,
+        help=f"connections served at once; more are answered 503 (16, 1..{MAX_CONNECTIONS_LIMIT})",
     )
     _add_gpu(run)
     run.add_argument(
@@ -269,6 +325,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         containers=args.containers,
         gpu=args.gpu,
         max_power_w=tuple(args.max_power_w),
+        pod_zones=args.pod_zones,
+        http_timeout_s=args.http_timeout,
+        http_max_connections=args.http_max_connections,
         node_name=os.environ.get("NODE_NAME") or None,
     )
 
@@ -298,6 +357,8 @@ def _run(config: Config) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logs.configure(args.log_level, args.log_format)
+    if getattr(args, "no_containers", False):  # kept so that old manifests still start
+        log.warning("--no-containers is deprecated and does nothing: pods only is the default now")
     try:
         if args.command == "probe":
             print(format_probe(probe(_roots(args))))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 SOURCE_CHOICES = ("auto", "powercap", "perf", "estimate")
 GPU_CHOICES = ("auto", "off")
+POD_ZONE_CHOICES = ("node-total", "all")
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,17 @@ class Config:
     # The node whose pods are named through the Kubernetes API (the NODE_NAME env in a
     # DaemonSet); None: pods are labelled by uid.
     node_name: str | None = None
-    # Per-container series cost two reads per pod more (the app and the sandbox scope); off,
-    # only pod cgroups are read and pod directories are never listed.
-    containers: bool = True
+    # Per-container series cost two reads per pod more (the app and the sandbox scope) and a
+    # series per container and zone: opt-in. Off, only pod cgroups are read and pod directories
+    # are never listed.
+    containers: bool = False
+    # Per-pod (and per-container) series for the zones in the node total only ("node-total"),
+    # or for every zone, sub-zones and repeats included ("all": up to 3x the series per pod).
+    pod_zones: str = "node-total"
+    # The metrics server: a request (and its response) must complete within http_timeout_s;
+    # at most http_max_connections are served at once, the rest are answered 503.
+    http_timeout_s: float = 10.0
+    http_max_connections: int = 16
     # NVIDIA GPUs through NVML beside the CPU source: "auto" uses them where NVML works. The
     # CLI's --gpu defaults to auto; a Config built in code opts in.
     gpu: str = "off"

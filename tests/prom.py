@@ -15,7 +15,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,13 @@ def duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
-def prometheus_config(targets: Sequence[str], interval_s: float, rule_files: Sequence[Path]) -> str:
+def prometheus_config(
+    targets: Sequence[str],
+    interval_s: float,
+    rule_files: Sequence[Path],
+    scrape_configs: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """`targets` make the job "test"; `scrape_configs` are further jobs, as Prometheus takes them."""
     lines = [
         "global:",
         f"  scrape_interval: {duration(interval_s)}",
@@ -44,14 +50,16 @@ def prometheus_config(targets: Sequence[str], interval_s: float, rule_files: Seq
     if rule_files:
         lines.append("rule_files:")
         lines += [f"  - {json.dumps(str(p))}" for p in rule_files]
+    if targets or scrape_configs:
+        lines.append("scrape_configs:")
     if targets:
         lines += [
-            "scrape_configs:",
             "  - job_name: test",
             f"    scrape_timeout: {duration(interval_s)}",
             "    static_configs:",
             f"      - targets: {json.dumps(list(targets))}",
         ]
+    lines += [f"  - {json.dumps(job)}" for job in scrape_configs]  # JSON is YAML
     return "\n".join(lines) + "\n"
 
 
@@ -66,6 +74,7 @@ def start_prometheus(
     scrape_interval_s: float = 1.0,
     rule_files: Sequence[Path] | None = None,
     data_dir: Path | None = None,
+    scrape_configs: Sequence[Mapping[str, Any]] = (),
 ) -> Iterator[str]:
     """Yields the server's base URL (http://127.0.0.1:PORT) once it answers /-/ready.
 
@@ -75,7 +84,9 @@ def start_prometheus(
         raise RuntimeError("prometheus is not installed: run scripts/ensure-prometheus.sh (make test does)")
     with tempfile.TemporaryDirectory(prefix="prom-") as tmp:
         config = Path(tmp) / "prometheus.yml"
-        config.write_text(prometheus_config(scrape_targets, scrape_interval_s, rule_files or []))
+        config.write_text(
+            prometheus_config(scrape_targets, scrape_interval_s, rule_files or [], scrape_configs)
+        )
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log_path = Path(tmp) / "prometheus.log"

@@ -18,7 +18,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,10 @@ def feed(node: NodeTree, stop: threading.Event) -> None:
         node.set_energy_uj(round(PACKAGE_W * t * 1e6))
 
 
-@pytest.fixture
-def energyd(tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def energyd_process(tmp_path: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """`energyd run` as a process over a fed fixture node; yields its host:port. `env` is added
+    to this process's environment, less NODE_NAME (pods are named only when `env` sets it)."""
     node = NodeTree(tmp_path)
     for uid in POD_CPUS:
         node.cgroups.set_pod(uid, 0)
@@ -56,10 +59,10 @@ def energyd(tmp_path: Path) -> Iterator[str]:
     argv = [sys.executable, "-m", "energyd", "run", "--source", "powercap", "--interval", "0.25"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--sysfs-root", str(roots.sysfs)]
     argv += ["--procfs-root", str(roots.procfs), "--cgroup-root", str(roots.cgroup)]
-    env = {k: v for k, v in os.environ.items() if k != "NODE_NAME"}
+    environ = {k: v for k, v in os.environ.items() if k != "NODE_NAME"} | dict(env or {})
     log = tmp_path / "energyd.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, env=environ, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield f"127.0.0.1:{port}"
     finally:
@@ -68,6 +71,12 @@ def energyd(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=10)
         feeder.join(timeout=5)
     assert proc.returncode == 0, log.read_text()
+
+
+@pytest.fixture
+def energyd(tmp_path: Path) -> Iterator[str]:
+    with energyd_process(tmp_path) as address:
+        yield address
 
 
 def value(url: str, promql: str) -> float:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from energyd.cgroups.names import NoNames
 from energyd.cli import build, main
@@ -214,14 +215,27 @@ def test_the_daemon_exports_gpu_zones_beside_the_cpu_ones(tmp_path: Path) -> Non
             body = resp.read().decode()
     finally:
         daemon.close()
-    assert 'energyd_node_energy_joules_total{node_total="true",source="nvml",zone="gpu-0"}' in body
-    assert 'energyd_node_energy_joules_total{node_total="true",source="powercap",zone="package-0"}' in body
-    assert (
-        'energyd_gpu_info{attribution="process-utilization",mig="false",model="NVIDIA H200",'
-        'uuid="GPU-5f3c2a10-0000-4000-8000-000000000000",zone="gpu-0"} 1.0'
-    ) in body
-    assert 'energyd_source_info{measured="true",reason="selected",source="nvml"} 1.0' in body
-    assert 'energyd_read_errors_total{reader="nvml",reason="gpu_lost"} 0.0' in body
+    samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float | None:
+        return samples.get((name, frozenset(labels.items())))
+
+    assert value("energyd_node_energy_joules_total", node_total="true", source="nvml", zone="gpu-0")
+    assert value("energyd_node_energy_joules_total", node_total="true", source="powercap", zone="package-0")
+    gpu_info = {
+        "attribution": "process-utilization",
+        "mig": "false",
+        "model": "NVIDIA H200",
+        "uuid": "GPU-5f3c2a10-0000-4000-8000-000000000000",
+        "zone": "gpu-0",
+    }
+    assert value("energyd_gpu_info", **gpu_info) == 1.0
+    assert value("energyd_source_info", measured="true", reason="selected", source="nvml") == 1.0
+    assert value("energyd_read_errors_total", reader="nvml", reason="gpu_lost") == 0.0
 
 
 def test_without_a_gpu_the_daemon_runs_on_and_says_why(tmp_path: Path) -> None:
