@@ -138,6 +138,8 @@ def settings_from_args(args: argparse.Namespace) -> AdapterSettings:
         request_metric=args.request_metric,
         latency_bucket_metric=args.latency_metric,
         pipeline_label=args.pipeline_label,
+        arrival_metric=args.arrival_metric or None,
+        backlog_metric=args.backlog_metric or None,
         refresh_energy=args.refresh_energy,
         energy_matchers=args.energy_matchers,
         api_token=os.environ.get(TOKEN_ENV) or None,
@@ -218,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
                 pipeline_label=settings.pipeline_label,
                 rate_window_s=settings.rate_window_s,
                 energy_matchers=settings.energy_matchers,
+                arrival_metric=settings.arrival_metric,
+                backlog_metric=settings.backlog_metric,
             )
             if settings.prometheus_url
             else None
@@ -343,6 +347,17 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--pipeline-label",
         default=AdapterSettings.pipeline_label,
         help="label naming the pipeline (MLServer: model_name)",
+    )
+    p.add_argument(
+        "--arrival-metric",
+        default=None,
+        help="counter of arriving requests: the offered load (default: none, see --backlog-metric)",
+    )
+    p.add_argument(
+        "--backlog-metric",
+        default=None,
+        help="gauge of requests in flight or queued (e.g. envoy_cluster_upstream_rq_active): the offered "
+        "load is the served rate plus its growth; with neither, the served rate, which saturates at capacity",
     )
     p.add_argument(
         "--refresh-energy",

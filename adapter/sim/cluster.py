@@ -52,7 +52,7 @@ class ClusterSettings:
     # What the serving stack exposes to the loop: "served" (the served counter alone, whose rate
     # saturates at capacity), "backlog" (served + the growth of the in-flight gauge) or
     # "arrivals" (an arrival counter). The default is what `make run`'s stand-in exposes.
-    demand_signal: Literal["served", "backlog", "arrivals"] = "served"
+    demand_signal: Literal["served", "backlog", "arrivals"] = "backlog"
     rate_window_s: int = 1  # the [range] of rate() over the per-second samples
 
 
@@ -87,6 +87,8 @@ class SimObserver(Protocol):
     ) -> None: ...
 
     def switch_scheduled(self, at_s: float, config: tuple[StageConfig, ...]) -> None: ...
+
+    def request_dropped(self, stage: int, at_s: float) -> None: ...
 
 
 class _VariantTable:
@@ -219,6 +221,8 @@ class SimCluster:
                 while q and now - q[0][0] > settings.drop_timeout_s:
                     q.popleft()
                     dropped += 1
+                    if observer is not None:
+                        observer.request_dropped(s, now)
                 if not q:
                     return
                 if len(q) >= cfg.batch or now - q[0][0] >= settings.batch_timeout_s - 1e-12:

@@ -37,6 +37,7 @@ from typing import TextIO
 
 import yaml
 
+from adapter.query import ENVOY_IN_FLIGHT
 from adapter.settings import TOKEN_ENV, default_profiles_dir
 from adapter.sim.trace import WORKLOADS
 from adapter.standin.cli import READY_PREFIX
@@ -303,7 +304,8 @@ def _start_all(stack: Stack, args: argparse.Namespace, token: str) -> dict[str, 
         [py, "-m", "adapter", "run", "--host", "127.0.0.1", "--port", str(adapter_port),
          "--profiles", profiles, "--pipeline", args.pipeline, "--prometheus-url", prom_url, "--apply",
          "--kubeconfig", info["kubeconfig"], "--namespace", info["namespace"],
-         "--interval", f"{args.adapt_interval:g}", "--rate-window", f"{args.rate_window:g}"],
+         "--interval", f"{args.adapt_interval:g}", "--rate-window", f"{args.rate_window:g}",
+         "--backlog-metric", ENVOY_IN_FLIGHT],
         env={TOKEN_ENV: token},
     )  # fmt: skip
     adapter_url = f"http://127.0.0.1:{adapter_port}"

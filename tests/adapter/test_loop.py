@@ -12,7 +12,7 @@ from adapter.actuate.seldon import SeldonActuator
 from adapter.loop import AdaptLoop, LoopSettings, with_energy
 from adapter.predict import MaxWindowPredictor
 from adapter.problem import Problem
-from adapter.query import PrometheusQuery
+from adapter.query import ENVOY_IN_FLIGHT, PrometheusQuery
 from adapter.solve import get_solver
 from tests.adapter.prom_backfill import backfilled_prometheus, request_counter_lines
 from tests.kube import serve_fake_kube
@@ -41,9 +41,23 @@ def _energy_lines() -> list[str]:
     return lines
 
 
+def _demand_lines() -> list[str]:
+    """From 300 s on, 25 req/s arrive while 20 are served: the in-flight gauge grows 5/s until
+    400 s; the proxy's arrival counter sees all 25."""
+    gauge = ["# TYPE envoy_cluster_upstream_rq_active gauge"]
+    arrivals = ["# TYPE envoy_cluster_upstream_rq counter"]
+    arrived = 0.0
+    for t in range(0, 601, 5):
+        in_flight = 5.0 * min(max(t - 300, 0), 100)
+        gauge.append(f'envoy_cluster_upstream_rq_active{{deployment_name="video"}} {in_flight} {BASE_S + t}')
+        arrivals.append(f'envoy_cluster_upstream_rq_total{{deployment_name="video"}} {arrived} {BASE_S + t}')
+        arrived += 5 * (4.0 if t < 300 else 25.0)
+    return gauge + arrivals
+
+
 @pytest.fixture(scope="module")
 def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    lines = request_counter_lines("video", BASE_S, 600, _rate) + _energy_lines()
+    lines = request_counter_lines("video", BASE_S, 600, _rate) + _energy_lines() + _demand_lines()
     with backfilled_prometheus(tmp_path_factory.mktemp("prom"), lines) as url:
         yield url
 
@@ -87,6 +101,23 @@ def test_a_step_provisions_for_the_recent_maximum(query: PrometheusQuery) -> Non
     assert burst.changed and burst.decision is not None and burst.decision.feasible
     assert sum(s.replicas for s in burst.decision.stages) > sum(s.replicas for s in quiet.decision.stages)
     assert loop.last is burst
+
+
+def test_the_offered_load_is_the_arrival_counter_or_served_plus_backlog_growth(prometheus_url: str) -> None:
+    at_s = BASE_S + 380.0  # 25 req/s offered, 20 served, for 80 s: past the 30 s rate window
+    with PrometheusQuery(prometheus_url, rate_window_s=30, step_s=10) as served:
+        assert served.request_rate_history("video", at_s, 10)[-1][1] == pytest.approx(20.0)
+    with PrometheusQuery(prometheus_url, rate_window_s=30, backlog_metric=ENVOY_IN_FLIGHT) as backlog:
+        assert backlog.request_rate_promql("video") == (
+            'sum(rate(seldon_api_executor_server_requests_seconds_count{deployment_name="video"}[30s]))'
+            ' + sum(delta(envoy_cluster_upstream_rq_active{deployment_name="video"}[30s])) / 30'
+        )
+        assert backlog.request_rate_history("video", at_s, 10)[-1][1] == pytest.approx(25.0)
+        # Once the backlog stops growing (400 s), the estimate is the served rate again.
+        assert backlog.request_rate_history("video", BASE_S + 500.0, 10)[-1][1] == pytest.approx(20.0)
+    arrival = "envoy_cluster_upstream_rq_total"
+    with PrometheusQuery(prometheus_url, rate_window_s=30, arrival_metric=arrival) as counted:
+        assert counted.request_rate_history("video", at_s, 10)[-1][1] == pytest.approx(25.0)
 
 
 def test_prometheus_down_keeps_the_last_decision(query: PrometheusQuery) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import pytest
 from hypothesis import given, settings
@@ -115,6 +116,7 @@ class Heard:
     def __init__(self) -> None:
         self.batches: list[tuple[int, float, float, str, list[int]]] = []
         self.switches: list[tuple[float, tuple[StageConfig, ...]]] = []
+        self.drops: list[tuple[int, float]] = []
 
     def batch_scheduled(
         self, stage: int, start_s: float, end_s: float, variant: Variant, request_ids: list[int]
@@ -123,6 +125,9 @@ class Heard:
 
     def switch_scheduled(self, at_s: float, config: tuple[StageConfig, ...]) -> None:
         self.switches.append((at_s, config))
+
+    def request_dropped(self, stage: int, at_s: float) -> None:
+        self.drops.append((stage, at_s))
 
 
 def test_the_observer_hears_every_batch_and_switch_as_scheduled() -> None:
@@ -153,6 +158,13 @@ def test_overload_drops_requests_and_still_conserves_them() -> None:
     assert stats.dropped > 0 and stats.late > 0
     assert stats.requests == stats.served + stats.dropped == sum(counts)
     assert stats.late <= stats.served
+    heard = Heard()
+    cluster = SimCluster(
+        PROFILE, counts, arrival_times_s(counts, 0), ClusterSettings(2.0, drop_timeout_s=3.0), observer=heard
+    )
+    cluster.apply("video", slow)
+    observed = cluster.run(lambda now_s: None, 1.0)
+    assert len(heard.drops) == observed.dropped == stats.dropped
 
 
 def test_the_history_shows_served_in_flight_or_arrivals_as_configured() -> None:
@@ -160,8 +172,9 @@ def test_the_history_shows_served_in_flight_or_arrivals_as_configured() -> None:
     counts = [30] * 20
     slow = fixed(PROFILE, [("yolov5s", 1, 1), ("resnet50", 1, 1)])
     seen: dict[str, list[tuple[float, float]]] = {}
-    for signal in ("served", "backlog", "arrivals"):
-        settings = ClusterSettings(sla_s=2.0, demand_signal=signal, rate_window_s=2)  # type: ignore[arg-type]
+    signals: tuple[Literal["served", "backlog", "arrivals"], ...] = ("served", "backlog", "arrivals")
+    for signal in signals:
+        settings = ClusterSettings(sla_s=2.0, demand_signal=signal, rate_window_s=2)
         cluster = SimCluster(PROFILE, counts, arrival_times_s(counts, 0), settings, warm_rps=3.0)
         cluster.apply("video", slow)
         cluster.run(lambda now_s: None, 1.0)

@@ -19,7 +19,8 @@ RAMP_RPS = 40
 def capacity_rps(profile: Profile, stages: list[dict[str, Any]]) -> float:
     """Requests per second a configuration carries: its slowest stage's."""
     return min(
-        c["replicas"] * profile.stages[s].variant(c["variant"]).batch(c["batch"]).replica_throughput_rps
+        float(c["replicas"])
+        * profile.stages[s].variant(c["variant"]).batch(c["batch"]).replica_throughput_rps
         for s, c in enumerate(stages)
     )
 
@@ -28,9 +29,13 @@ def test_a_ramp_beyond_capacity_is_provisioned_within_two_intervals() -> None:
     # 5 req/s, then 8x that: the configuration chosen for 5 req/s serves far less than 40, so a
     # loop that sees only the served rate sees its own capacity, not the demand.
     counts = [5] * RAMP_AT_S + [RAMP_RPS] * 120
-    result = run(PROFILE, counts, RunSpec("ipa", solver="exhaustive", switch_delay_s=5.0), get_solver("exhaustive"))
+    result = run(
+        PROFILE, counts, RunSpec("ipa", solver="exhaustive", switch_delay_s=5.0), get_solver("exhaustive")
+    )
     log = result["log"]
     assert capacity_rps(PROFILE, log[0]["stages"]) < RAMP_RPS  # the ramp does go beyond capacity
-    enough = [e["t_s"] for e in log if e["t_s"] >= RAMP_AT_S and capacity_rps(PROFILE, e["stages"]) >= RAMP_RPS]
+    enough = [
+        e["t_s"] for e in log if e["t_s"] >= RAMP_AT_S and capacity_rps(PROFILE, e["stages"]) >= RAMP_RPS
+    ]
     assert enough, f"never provisioned for {RAMP_RPS} req/s: {[e['observed_rps'] for e in log]}"
     assert enough[0] <= RAMP_AT_S + 2 * INTERVAL_S
