@@ -24,9 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapter.errors import ActuationError, AdapterError, ProfileError, QueryError
-from adapter.loop import Actuator, LoadHistory, LoadPredictor
+from adapter.loop import DEFAULT_HOLD_S, MAX_HOLD_S, Actuator, LoadHistory, LoadPredictor
 from adapter.metrics import AdapterMetrics
-from adapter.problem import Problem, Solver, Weights
+from adapter.problem import Decision, Problem, Solver, Weights
 from adapter.profiles import Profile, parse_profile
 from adapter.settings import AdapterSettings
 from adapter.solve import SOLVER_NAMES
@@ -34,6 +34,9 @@ from adapter.solve import SOLVER_NAMES
 logger = logging.getLogger(__name__)
 
 SolverFactory = Callable[[str], Solver]
+# Pins an applied decision in the pipeline's adaptation loop for hold_s; the time it ends, or
+# None when no loop adapts that pipeline.
+Hold = Callable[[str, Decision, float], float | None]
 
 
 class WeightsIn(BaseModel):
@@ -63,6 +66,13 @@ class DecideRequest(BaseModel):
     )
     solver: str = Field(default="auto", description=f"one of {', '.join(SOLVER_NAMES)}")
     apply: bool = False
+    hold_s: float = Field(
+        default=DEFAULT_HOLD_S,
+        ge=0,
+        le=MAX_HOLD_S,
+        allow_inf_nan=False,
+        description="with apply: seconds the adaptation loop keeps this configuration before adapting again",
+    )
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -93,6 +103,7 @@ def create_app(
     load: LoadHistory | None,
     settings: AdapterSettings,
     now_s: Callable[[], float] = time.time,
+    hold: Hold | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="energyd adapter",
@@ -170,7 +181,7 @@ def create_app(
             raise HTTPException(422, f"solver: {exc}") from exc
         metrics.count_decision(profile.pipeline, decision)
         body = decision.to_json()
-        body.update(applied=False, changed=False, predicted=predicted, dry_run=None)
+        body.update(applied=False, changed=False, predicted=predicted, dry_run=None, held_until_s=None)
         if request.apply:
             try:
                 body["changed"] = actuator.apply(profile.pipeline, decision)
@@ -179,6 +190,8 @@ def create_app(
                 raise
             metrics.report("actuator", None)
             metrics.set_in_force(profile, decision, request.sla_s)
+            if hold is not None:
+                body["held_until_s"] = hold(profile.pipeline, decision, request.hold_s)
             body.update(applied=True, dry_run=bool(getattr(actuator, "dry_run", False)))
         return body
 

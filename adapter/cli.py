@@ -25,7 +25,7 @@ from adapter.errors import AdapterError, QueryError
 from adapter.loop import Actuator, AdaptLoop, LoopSettings, StepResult
 from adapter.metrics import AdapterMetrics
 from adapter.predict import PREDICTOR_NAMES, make_predictor
-from adapter.problem import Weights
+from adapter.problem import Decision, Weights
 from adapter.profiles import Profile, load_profiles
 from adapter.query import NODE_TOTAL_MATCHER, PrometheusQuery
 from adapter.settings import TOKEN_ENV, AdapterSettings, default_profiles_dir
@@ -233,7 +233,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     metrics = AdapterMetrics()
     predictor = make_predictor(settings.predictor, settings.history_window_s, settings.headroom)
-    app = create_app(profiles, metrics, get_solver, actuator, predictor, query, settings)
+    by_pipeline = {loop.settings.pipeline: loop for loop in loops}
+
+    def hold(pipeline: str, decision: Decision, hold_s: float) -> float | None:
+        loop = by_pipeline.get(pipeline)
+        return loop.hold(decision, time.time(), hold_s) if loop is not None else None
+
+    app = create_app(profiles, metrics, get_solver, actuator, predictor, query, settings, hold=hold)
     runner = LoopRunner(loops, metrics, settings.interval_s, query.p99_latency_s if query else None)
     server = uvicorn.Server(
         uvicorn.Config(

@@ -6,13 +6,17 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
 
-from adapter.actuate import DryRunActuator
+from adapter.actuate import DryRunActuator, configuration
 from adapter.actuate.seldon import SeldonActuator
-from adapter.loop import AdaptLoop, LoopSettings, with_energy
+from adapter.api import create_app
+from adapter.loop import MAX_HOLD_S, AdaptLoop, LoopSettings, with_energy
+from adapter.metrics import AdapterMetrics
 from adapter.predict import MaxWindowPredictor
 from adapter.problem import Problem
 from adapter.query import ENVOY_IN_FLIGHT, PrometheusQuery
+from adapter.settings import AdapterSettings
 from adapter.solve import get_solver
 from tests.adapter.prom_backfill import backfilled_prometheus, request_counter_lines
 from tests.kube import serve_fake_kube
@@ -167,3 +171,53 @@ def test_with_energy_changes_one_point_only() -> None:
             for p_before, p_after in zip(v_before.batches, v_after.batches, strict=True):
                 hit = (stage_after.name, v_after.name, p_after.size) == ("detect", "yolov5s", 2)
                 assert p_after.energy_per_request_j == (9.5 if hit else p_before.energy_per_request_j)
+
+
+def test_a_manual_apply_is_held_then_the_loop_resumes(query: PrometheusQuery) -> None:
+    actuator = DryRunActuator()
+    loop = make_loop(query, actuator)
+    auto = loop.step(BASE_S + 200.0)
+    assert auto.decision is not None
+    # By hand (POST /decide with apply): a heavier configuration than the loop's for 4 req/s.
+    manual = get_solver("exhaustive").solve(Problem(video_profile(), 12.0, SLA_S))
+    assert manual.stages != auto.decision.stages
+    actuator.apply("video", manual)
+    until_s = loop.hold(manual, BASE_S + 205.0, hold_s=60.0)
+    assert until_s == BASE_S + 265.0 and loop.held_until_s(BASE_S + 210.0) == until_s
+    held = loop.step(BASE_S + 210.0)
+    assert held.decision is manual and not held.changed and held.held_until_s == until_s
+    assert actuator.current["video"] == configuration(manual)  # not overwritten
+    assert loop.step(BASE_S + 260.0).decision is manual
+    resumed = loop.step(BASE_S + 270.0)
+    assert resumed.held_until_s is None and loop.held_until_s(BASE_S + 270.0) is None
+    assert resumed.changed and resumed.decision is not None and resumed.decision.stages != manual.stages
+    with pytest.raises(ValueError, match="hold_s"):
+        loop.hold(manual, BASE_S, hold_s=-1.0)
+
+
+def test_post_decide_with_apply_holds_the_loop(query: PrometheusQuery) -> None:
+    actuator = DryRunActuator()
+    loop = make_loop(query, actuator)
+    app = create_app(
+        {"video": video_profile()},
+        AdapterMetrics(),
+        get_solver,
+        actuator,
+        MaxWindowPredictor(),
+        query,
+        AdapterSettings(api_token="t0ken"),
+        now_s=lambda: BASE_S + 200.0,
+        hold=lambda pipeline, decision, hold_s: loop.hold(decision, BASE_S + 200.0, hold_s),
+    )
+    auth = {"Authorization": "Bearer t0ken"}
+    body = {"pipeline": "video", "sla_s": SLA_S, "arrival_rate_rps": 12.0, "apply": True, "hold_s": 90}
+    with TestClient(app) as client:
+        answer = client.post("/decide", json=body, headers=auth)
+        assert answer.status_code == 200 and answer.json()["held_until_s"] == BASE_S + 290.0
+        kept = loop.step(BASE_S + 210.0)
+        assert kept.held_until_s == BASE_S + 290.0 and not kept.changed
+        assert [s.to_json() for s in kept.decision.stages] == answer.json()["stages"]  # type: ignore[union-attr]
+        too_long = client.post("/decide", json={**body, "hold_s": MAX_HOLD_S + 1}, headers=auth)
+        assert too_long.status_code == 422 and "hold_s" in too_long.json()["detail"]
+        what_if = client.post("/decide", json={**body, "apply": False})
+        assert what_if.json()["held_until_s"] is None
