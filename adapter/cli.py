@@ -165,7 +165,12 @@ def build_actuator(settings: AdapterSettings) -> Actuator:
             config.load_kube_config()  # type: ignore[no-untyped-call]
     version: Literal["v1", "v2"] = "v2" if settings.seldon == "v2" else "v1"
     return SeldonActuator(
-        client.CustomObjectsApi(), settings.namespace, version, apply=True, variant_uris=settings.variant_uris
+        client.CustomObjectsApi(),
+        settings.namespace,
+        version,
+        apply=True,
+        variant_uris=settings.variant_uris,
+        events=client.CoreV1Api(),
     )
 
 

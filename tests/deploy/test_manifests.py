@@ -137,7 +137,7 @@ def test_rbac_is_minimal(base: list[Manifest]) -> None:
             ("mlops.seldon.io", "models"),
         )
         for verb in ("get", "list", "patch")
-    }
+    } | {("", "events", "create")}
     accounts = {o["metadata"]["name"] for o in base if o["kind"] == "ServiceAccount"}
     bindings = [o for o in base if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
     assert {(b["roleRef"]["name"], b["subjects"][0]["name"]) for b in bindings} == {
