@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--trace", type=Path, help="CSV, one integer per line: the requests arriving in that second"
     )
     trace.add_argument(
-        "--workload", choices=sorted(WORKLOADS), help="a built-in 20-minute workload shaped like IPA's"
+        "--workload", choices=sorted(WORKLOADS), help="one of IPA's 20-minute windows of the Twitter trace (adapter/data/workloads)"
     )
     sim.add_argument("--policy", choices=POLICY_NAMES, required=True)
     sim.add_argument(
@@ -80,11 +80,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _simulate(args: argparse.Namespace) -> int:
     from adapter.profiles import load_profile
     from adapter.sim.runner import RunSpec, run
-    from adapter.sim.trace import generate, read_trace
+    from adapter.sim.trace import read_trace, workload
 
     try:
         profile = load_profile(args.profile)
-        counts = read_trace(args.trace) if args.trace is not None else generate(args.workload)
+        counts = read_trace(args.trace) if args.trace is not None else workload(args.workload)
         spec = RunSpec(
             policy=args.policy,
             seed=args.seed,
