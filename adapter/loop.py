@@ -82,8 +82,13 @@ class LoopSettings:
     scale_down_window_s: float = 300.0
     switch_cost: float = 0.02
     min_dwell_s: float = 120.0
+    # Plans keep each stage at most 80 % busy (Problem.utilisation_max): the headroom that
+    # absorbs a burst during the interval and the switch delay before the next plan serves.
+    utilisation_max: float = 0.8
 
     def __post_init__(self) -> None:
+        if not 0 < self.utilisation_max <= 1:
+            raise ValueError(f"utilisation_max must be in (0, 1], got {self.utilisation_max}")
         for name in ("scale_down_window_s", "switch_cost", "min_dwell_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -143,6 +148,7 @@ class AdaptLoop:
             replicas_min=s.replicas_min,
             replicas_max=s.replicas_max,
             batch_sizes=s.batch_sizes,
+            utilisation_max=s.utilisation_max,
         )
 
     def hold(self, decision: Decision, now_s: float, hold_s: float = DEFAULT_HOLD_S) -> float:

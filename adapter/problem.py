@@ -85,8 +85,13 @@ class Problem:
     replicas_min: int = 1
     replicas_max: int = 32
     batch_sizes: tuple[int, ...] | None = None  # None: every measured size
+    # A stage runs its replicas at most this busy: n * throughput * utilisation_max >= λ. Below
+    # 1 it leaves headroom for bursty arrivals, whose queues a plan at 100 % never drains.
+    utilisation_max: float = 1.0
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.utilisation_max) or not 0 < self.utilisation_max <= 1:
+            raise ValueError(f"utilisation_max must be in (0, 1], got {self.utilisation_max}")
         if not math.isfinite(self.arrival_rate_rps) or self.arrival_rate_rps < 0:
             raise ValueError(f"arrival_rate_rps must be a finite number >= 0, got {self.arrival_rate_rps}")
         if not math.isfinite(self.sla_s) or self.sla_s <= 0:
@@ -136,9 +141,13 @@ class Problem:
             value=value,
             feasible_throughput=(
                 self.replicas_min <= replicas <= self.replicas_max
-                and replicas * point.replica_throughput_rps >= lam
+                and replicas * self.usable_throughput_rps(variant, batch) >= lam
             ),
         )
+
+    def usable_throughput_rps(self, variant: Variant, batch: int) -> float:
+        """One replica's throughput at `batch` under the utilisation cap."""
+        return variant.batch(batch).replica_throughput_rps * self.utilisation_max
 
     def stage_choices(self, stage: int) -> list[tuple[Variant, int]]:
         """The allowed (variant, batch size) pairs of one stage."""
@@ -153,7 +162,7 @@ class Problem:
         for stage in range(len(self.profile.stages)):
             row = []
             for variant, batch in self.stage_choices(stage):
-                thr = variant.batch(batch).replica_throughput_rps
+                thr = self.usable_throughput_rps(variant, batch)
                 n = least_replicas(self.arrival_rate_rps, thr, self.replicas_min)
                 row.append(self.option(stage, variant, batch, n))
             result.append(tuple(row))

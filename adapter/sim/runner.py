@@ -72,7 +72,9 @@ def run(
             replicas_max=policy.replicas or LoopSettings.replicas_max,
         ),
         load=cluster,
-        predictor=MaxWindowPredictor(window_s=HISTORY_WINDOW_S),
+        predictor=MaxWindowPredictor(
+            window_s=HISTORY_WINDOW_S, horizon_s=spec.interval_s + cluster_settings.switch_delay_s
+        ),
         solver=policy.solver,
         actuator=cluster,
     )

@@ -66,7 +66,7 @@ class ExhaustiveSolver:
         lam = problem.arrival_rate_rps
         by_latency: dict[float, Option] = {}
         for variant, batch in problem.stage_choices(stage):
-            throughput_rps = variant.batch(batch).replica_throughput_rps
+            throughput_rps = problem.usable_throughput_rps(variant, batch)
             for n in range(problem.replicas_min, problem.replicas_max + 1):
                 if n * throughput_rps < lam:
                     continue

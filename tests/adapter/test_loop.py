@@ -92,7 +92,8 @@ def test_a_step_provisions_for_the_recent_maximum(query: PrometheusQuery) -> Non
     quiet = loop.step(BASE_S + 200.0)
     assert not quiet.degraded and quiet.changed
     assert quiet.observed_rps == pytest.approx(4.0) and quiet.predicted_rps == pytest.approx(4.0)
-    expected = get_solver("exhaustive").solve(Problem(video_profile(), 4.0, SLA_S))
+    expected = get_solver("exhaustive").solve(Problem(video_profile(), 4.0, SLA_S, utilisation_max=0.8))
+    assert loop.problem(4.0).utilisation_max == 0.8  # the loop's default headroom for bursts
     assert quiet.decision is not None
     assert quiet.decision.stages == expected.stages
     assert actuator.applied[-1] == ("video", quiet.decision)
