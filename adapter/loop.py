@@ -186,7 +186,10 @@ class AdaptLoop:
         observed = history[-1][1] if history else None
         predicted = max(0.0, self._predictor.predict_rps(history, now_s))
         self._predictions.append((now_s, predicted))
-        while self._predictions[0][0] <= now_s - self.settings.scale_down_window_s:
+        while (
+            len(self._predictions) > 1
+            and self._predictions[0][0] <= now_s - self.settings.scale_down_window_s
+        ):
             self._predictions.popleft()
         with self._lock:
             held = self._held
@@ -240,7 +243,8 @@ class AdaptLoop:
         if keep is None or not problem.is_feasible(keep):
             return fresh  # nothing in force, or it no longer holds: the solver's answer at once
         gain = fresh.objective - sum(o.value for o in keep)
-        if gain > self.settings.switch_cost and now_s - self._choice_since_s >= self.settings.min_dwell_s:
+        worth_it = fresh.feasible and gain > self.settings.switch_cost
+        if worth_it and now_s - self._choice_since_s >= self.settings.min_dwell_s:
             return fresh
         return Decision.build(problem, keep, fresh.solver, fresh.solve_time_s, binding=None)
 

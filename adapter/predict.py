@@ -38,10 +38,8 @@ class MaxWindowPredictor:
     ) -> None:
         if window_s <= 0 or not math.isfinite(headroom) or headroom < 1.0:
             raise ValueError(f"window_s must be > 0 and headroom >= 1, got {window_s}, {headroom}")
-        if not (math.isfinite(horizon_s) and horizon_s >= 0 and 0 < trend_window_s <= window_s):
-            raise ValueError(
-                f"need horizon_s >= 0 and 0 < trend_window_s <= window_s, got {horizon_s}, {trend_window_s}"
-            )
+        if not (math.isfinite(horizon_s) and horizon_s >= 0 and trend_window_s > 0):
+            raise ValueError(f"need horizon_s >= 0 and trend_window_s > 0, got {horizon_s}, {trend_window_s}")
         self.window_s = window_s
         self.headroom = headroom
         self.horizon_s = horizon_s

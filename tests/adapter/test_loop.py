@@ -222,3 +222,28 @@ def test_post_decide_with_apply_holds_the_loop(query: PrometheusQuery) -> None:
         assert too_long.status_code == 422 and "hold_s" in too_long.json()["detail"]
         what_if = client.post("/decide", json={**body, "apply": False})
         assert what_if.json()["held_until_s"] is None
+
+
+def test_loop_settings_refuse_what_would_disable_the_controller_silently() -> None:
+    for field in ("scale_down_window_s", "switch_cost", "min_dwell_s"):
+        with pytest.raises(ValueError, match=field):
+            LoopSettings(pipeline="video", sla_s=1.0, **{field: -1.0})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="utilisation_max"):
+        LoopSettings(pipeline="video", sla_s=1.0, utilisation_max=0.0)
+    # No window at all: each step provisions for its own prediction (and does not fail).
+    assert LoopSettings(pipeline="video", sla_s=1.0, scale_down_window_s=0.0).scale_down_window_s == 0.0
+
+
+def test_without_a_window_the_loop_follows_its_last_prediction(query: PrometheusQuery) -> None:
+    loop = AdaptLoop(
+        video_profile(),
+        LoopSettings(pipeline="video", sla_s=SLA_S, scale_down_window_s=0.0),
+        query,
+        MaxWindowPredictor(window_s=20, headroom=1.0),
+        get_solver("exhaustive"),
+        DryRunActuator(),
+    )
+    burst = loop.step(BASE_S + 400.0)
+    assert burst.decision is not None and burst.decision.arrival_rate_rps == pytest.approx(20.0)
+    again = loop.step(BASE_S + 410.0)
+    assert again.decision is not None and again.decision.arrival_rate_rps == pytest.approx(20.0)
