@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from adapter.errors import AdapterError
 from adapter.sim.policies import POLICY_NAMES
 from adapter.sim.trace import WORKLOADS
+
+
+def _quiet_loop() -> None:
+    """Simulated reconfigurations are not events of a cluster: the loop's per-change log lines
+    would drown the output (the JSON's `log`, with --log, has them all)."""
+    logging.getLogger("adapter.loop").setLevel(logging.WARNING)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,6 +89,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from adapter.sim.runner import RunSpec, run
     from adapter.sim.trace import read_trace, workload
 
+    _quiet_loop()
     try:
         profile = load_profile(args.profile)
         counts = read_trace(args.trace) if args.trace is not None else workload(args.workload)
@@ -109,6 +117,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from adapter.sim.report import evaluate
 
+    _quiet_loop()
     try:
         evaluate(args.profiles, args.out, seeds=args.seeds, jobs=args.jobs, solver=args.solver)
     except (AdapterError, ValueError, OSError) as exc:
