@@ -33,6 +33,7 @@ from adapter.decide import DecideRequest, DecideResponse, RequestError, SolverFa
 from adapter.errors import ActuationError, ProfileError, QueryError
 from adapter.loop import Actuator, LoadHistory, LoadPredictor
 from adapter.metrics import AdapterMetrics
+from adapter.problem import Decision
 from adapter.profiles import Profile, parse_profile
 from adapter.settings import AdapterSettings
 
@@ -41,6 +42,9 @@ logger = logging.getLogger(__name__)
 # The metrics label of every decision on an inline profile: labels come only from configured
 # pipelines, so that clients cannot grow the series without bound.
 INLINE_PIPELINE_LABEL = "(inline)"
+# Pins an applied decision in the pipeline's adaptation loop for hold_s; the time it ends, or
+# None when no loop adapts that pipeline.
+Hold = Callable[[str, Decision, float], float | None]
 
 
 class FieldError(BaseModel):
@@ -169,8 +173,10 @@ def create_app(
     settings: AdapterSettings,
     now_s: Callable[[], float] = time.time,
     liveness: Callable[[], Mapping[str, str]] | None = None,
+    hold: Hold | None = None,
 ) -> FastAPI:
-    """`liveness` gives the reasons the adaptation loop is unhealthy (a step overdue), if any."""
+    """`liveness` gives the reasons the adaptation loop is unhealthy (a step overdue), if any;
+    `hold` pins an applied decision in the pipeline's loop for the request's hold_s."""
     # /docs and /redoc with their assets served from the package, not a CDN: they work offline.
     app = FastAPIOffline(
         title="energyd adapter",
@@ -258,6 +264,8 @@ def create_app(
                 raise
             metrics.report("actuator", None)
             metrics.set_in_force(profile, decision, request.sla_s)
+            if hold is not None:
+                body["held_until_s"] = hold(profile.pipeline, decision, request.hold_s)
             body.update(applied=True, dry_run=bool(getattr(actuator, "dry_run", False)))
         return body
 

@@ -33,7 +33,7 @@ from adapter.extras import missing_extra_message
 from adapter.loop import Actuator, AdaptLoop, LoopSettings, StepResult
 from adapter.metrics import AdapterMetrics
 from adapter.predict import PREDICTOR_NAMES, make_predictor
-from adapter.problem import Weights
+from adapter.problem import Decision, Weights
 from adapter.profiles import Profile, default_sla_s, load_profile, load_profiles
 from adapter.query import NODE_TOTAL_MATCHER, PrometheusQuery
 from adapter.settings import TOKEN_ENV, AdapterSettings, default_profiles_dir
@@ -204,6 +204,8 @@ def settings_from_args(args: argparse.Namespace) -> AdapterSettings:
         request_metric=args.request_metric,
         latency_bucket_metric=args.latency_metric,
         pipeline_label=args.pipeline_label,
+        arrival_metric=args.arrival_metric or None,
+        backlog_metric=args.backlog_metric or None,
         refresh_energy=args.refresh_energy,
         energy_matchers=args.energy_matchers,
         # A token file read into the variable keeps its newline; no one means it as part of it.
@@ -230,7 +232,12 @@ def build_actuator(settings: AdapterSettings) -> Actuator:
             config.load_kube_config()
     version: Literal["v1", "v2"] = "v2" if settings.seldon == "v2" else "v1"
     return SeldonActuator(
-        client.CustomObjectsApi(), settings.namespace, version, apply=True, variant_uris=settings.variant_uris
+        client.CustomObjectsApi(),
+        settings.namespace,
+        version,
+        apply=True,
+        variant_uris=settings.variant_uris,
+        events=client.CoreV1Api(),
     )
 
 
@@ -291,6 +298,8 @@ def run(args: argparse.Namespace) -> int:
                 pipeline_label=settings.pipeline_label,
                 rate_window_s=settings.rate_window_s,
                 energy_matchers=settings.energy_matchers,
+                arrival_metric=settings.arrival_metric,
+                backlog_metric=settings.backlog_metric,
             )
             if settings.prometheus_url
             else None
@@ -303,9 +312,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     metrics = AdapterMetrics()
     predictor = make_predictor(settings.predictor, settings.history_window_s, settings.headroom)
+    by_pipeline = {loop.settings.pipeline: loop for loop in loops}
+
+    def hold(pipeline: str, decision: Decision, hold_s: float) -> float | None:
+        loop = by_pipeline.get(pipeline)
+        return loop.hold(decision, time.time(), hold_s) if loop is not None else None
+
     runner = LoopRunner(loops, metrics, settings.interval_s, query.p99_latency_s if query else None)
     app = create_app(
-        profiles, metrics, get_solver, actuator, predictor, query, settings, liveness=runner.liveness
+        profiles, metrics, get_solver, actuator, predictor, query, settings, liveness=runner.liveness, hold=hold
     )
     server = serving.server(app, args.log_level, GRACEFUL_SHUTDOWN_S)
     slas = ", ".join(f"{loop.settings.pipeline} {loop.settings.sla_s:.3g} s" for loop in loops)
@@ -450,6 +465,17 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--pipeline-label",
         default=AdapterSettings.pipeline_label,
         help="label naming the pipeline (MLServer: model_name)",
+    )
+    p.add_argument(
+        "--arrival-metric",
+        default=None,
+        help="counter of arriving requests: the offered load (default: none, see --backlog-metric)",
+    )
+    p.add_argument(
+        "--backlog-metric",
+        default=None,
+        help="gauge of requests in flight or queued (e.g. envoy_cluster_upstream_rq_active): the offered "
+        "load is the served rate plus its growth; with neither, the served rate, which saturates at capacity",
     )
     p.add_argument(
         "--refresh-energy",

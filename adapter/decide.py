@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapter import limits
 from adapter.errors import AdapterError
+from adapter.loop import DEFAULT_HOLD_S, MAX_HOLD_S
 from adapter.problem import Decision, InvalidProblem, Problem, Solver, Weights
 from adapter.profiles import Profile
 from adapter.solve import SolverName, SolverUnavailable
@@ -77,6 +78,13 @@ class DecideRequest(BaseModel):
     )
     solver: SolverName = "auto"
     apply: bool = Field(default=False, description="apply the decision (needs the bearer token)")
+    hold_s: float = Field(
+        default=DEFAULT_HOLD_S,
+        ge=0,
+        le=MAX_HOLD_S,
+        allow_inf_nan=False,
+        description="with apply: seconds the adaptation loop keeps this configuration before adapting again",
+    )
 
 
 class StageOut(BaseModel):
@@ -110,6 +118,9 @@ class DecideResponse(BaseModel):
     changed: bool
     predicted: bool = Field(description="the arrival rate was predicted from Prometheus")
     dry_run: bool | None = Field(description="when applied: whether the actuator only logged it")
+    held_until_s: float | None = Field(
+        description="when applied to a pipeline the loop adapts: Unix time until which the loop holds it"
+    )
 
 
 def decide(
@@ -143,5 +154,7 @@ def decide(
         # caller can pick another solver.
         raise RequestError(422, "solver", str(exc)) from exc
     body = decision.to_json()
-    body.update(sla_s=problem.sla_s, applied=False, changed=False, predicted=False, dry_run=None)
+    body.update(
+        sla_s=problem.sla_s, applied=False, changed=False, predicted=False, dry_run=None, held_until_s=None
+    )
     return decision, body

@@ -21,17 +21,46 @@ PREDICTOR_NAMES = ("max", "holt")
 
 
 class MaxWindowPredictor:
-    """max(rate over the last `window_s`) x `headroom`; 0 with no samples in the window."""
+    """max(rate over the last `window_s`, the rising trend carried `horizon_s` ahead) x
+    `headroom`; 0 with no samples in the window.
 
-    def __init__(self, window_s: float = 120.0, headroom: float = 1.1) -> None:
+    A configuration decided now serves from the switch delay on until the next decision takes
+    effect, so the loop sets `horizon_s` to the interval plus the switch delay: on a ramp the
+    trend (least-squares slope of the last `trend_window_s`, counted only when rising) reaches
+    the load the configuration will meet, where the window's maximum would lag it."""
+
+    def __init__(
+        self,
+        window_s: float = 120.0,
+        headroom: float = 1.1,
+        horizon_s: float = 0.0,
+        trend_window_s: float = 30.0,
+    ) -> None:
         if window_s <= 0 or not math.isfinite(headroom) or headroom < 1.0:
             raise ValueError(f"window_s must be > 0 and headroom >= 1, got {window_s}, {headroom}")
+        if not (math.isfinite(horizon_s) and horizon_s >= 0 and trend_window_s > 0):
+            raise ValueError(f"need horizon_s >= 0 and trend_window_s > 0, got {horizon_s}, {trend_window_s}")
         self.window_s = window_s
         self.headroom = headroom
+        self.horizon_s = horizon_s
+        self.trend_window_s = trend_window_s
 
     def predict_rps(self, history: Sequence[RateSample], now_s: float) -> float:
-        recent = [rate for t, rate in history if now_s - self.window_s < t <= now_s and math.isfinite(rate)]
-        return max(0.0, max(recent, default=0.0) * self.headroom)
+        recent = [
+            (t, rate) for t, rate in history if now_s - self.window_s < t <= now_s and math.isfinite(rate)
+        ]
+        peak = max((rate for _, rate in recent), default=0.0)
+        trend = [(t, rate) for t, rate in recent if t > now_s - self.trend_window_s]
+        if self.horizon_s > 0 and len(trend) >= 3:
+            mean_t = statistics.fmean(t for t, _ in trend)
+            mean_rate = statistics.fmean(rate for _, rate in trend)
+            spread = sum((t - mean_t) ** 2 for t, _ in trend)
+            slope = (
+                sum((t - mean_t) * (rate - mean_rate) for t, rate in trend) / spread if spread > 0 else 0.0
+            )
+            if slope > 0:
+                peak = max(peak, mean_rate + slope * (now_s + self.horizon_s - mean_t))
+        return max(0.0, peak * self.headroom)
 
 
 class HoltPredictor:
@@ -78,9 +107,10 @@ class HoltPredictor:
 def make_predictor(
     name: str, window_s: float = 120.0, headroom: float = 1.1, horizon_s: float = 20.0
 ) -> LoadPredictor:
-    """A predictor by its CLI name ("max" or "holt")."""
+    """A predictor by its CLI name ("max" or "holt"), looking `horizon_s` ahead (the default:
+    `adapter run`'s 10-s interval plus a ~10-s rollout)."""
     if name == "max":
-        return MaxWindowPredictor(window_s=window_s, headroom=headroom)
+        return MaxWindowPredictor(window_s=window_s, headroom=headroom, horizon_s=horizon_s)
     if name == "holt":
         return HoltPredictor(horizon_s=horizon_s, headroom=headroom)
     raise ValueError(f"unknown predictor {name!r}; choose one of {', '.join(PREDICTOR_NAMES)}")

@@ -115,9 +115,16 @@ class Problem:
     # Every option, built once in __post_init__: solvers, infeasibility() and the API all ask
     # for them, and the problem is immutable. (Not a functools.cached_property: under Python
     # 3.11 its lock is shared by every instance, so one slow problem would stall all others.)
+    # A stage runs its replicas at most this busy: n * throughput * utilisation_max >= λ. Below
+    # 1 it leaves headroom for bursty arrivals, whose queues a plan at 100 % never drains.
+    utilisation_max: float = 1.0
     _options: tuple[tuple[Option, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not 0 < self.utilisation_max <= 1:  # also NaN
+            raise InvalidProblem(
+                "utilisation_max", f"utilisation_max must be a number in (0, 1], got {self.utilisation_max}"
+            )
         if not 0 <= self.arrival_rate_rps <= limits.MAX_ARRIVAL_RATE_RPS:  # also NaN
             raise InvalidProblem(
                 "arrival_rate_rps",
@@ -185,9 +192,13 @@ class Problem:
             value=value,
             feasible_throughput=(
                 self.replicas_min <= replicas <= self.replicas_max
-                and replicas * point.replica_throughput_rps >= lam
+                and replicas * self.usable_throughput_rps(variant, batch) >= lam
             ),
         )
+
+    def usable_throughput_rps(self, variant: Variant, batch: int) -> float:
+        """One replica's throughput at `batch` under the utilisation cap."""
+        return variant.batch(batch).replica_throughput_rps * self.utilisation_max
 
     def stage_choices(self, stage: int) -> list[tuple[Variant, int]]:
         """The allowed (variant, batch size) pairs of one stage."""
@@ -200,8 +211,7 @@ class Problem:
         for stage in range(len(self.profile.stages)):
             row = []
             for variant, batch in self.stage_choices(stage):
-                thr = variant.batch(batch).replica_throughput_rps
-                n = least_replicas(carried_rps, thr, self.replicas_min)
+                n = least_replicas(carried_rps, self.usable_throughput_rps(variant, batch), self.replicas_min)
                 row.append(self.option(stage, variant, batch, n))
             result.append(tuple(row))
         return tuple(result)
@@ -212,10 +222,10 @@ class Problem:
         return list(self._options[stage])
 
     def max_throughput_rps(self) -> float:
-        """The most requests per second any configuration carries: its slowest stage at
-        replicas_max of that stage's fastest (variant, batch)."""
+        """The most requests per second any configuration carries (under the utilisation cap):
+        its slowest stage at replicas_max of that stage's fastest (variant, batch)."""
         return min(
-            max(self.replicas_max * v.batch(b).replica_throughput_rps for v, b in self.stage_choices(s))
+            max(self.replicas_max * self.usable_throughput_rps(v, b) for v, b in self.stage_choices(s))
             for s in range(len(self.profile.stages))
         )
 
@@ -223,7 +233,7 @@ class Problem:
         """The part of the arrival rate a configuration carries: λ, or its slowest stage's capacity."""
         return min(
             self.arrival_rate_rps,
-            *(o.replicas * o.variant.batch(o.batch).replica_throughput_rps for o in chosen),
+            *(o.replicas * self.usable_throughput_rps(o.variant, o.batch) for o in chosen),
         )
 
     def best_effort(self) -> list[Option]:

@@ -37,6 +37,9 @@ ENERGYD_POD_ENERGY = "energyd_pod_energy_joules_total"
 NODE_TOTAL_MATCHER = 'node_total="true"'
 # Seldon v1's executor counts requests in the orchestrator pod; per model pod, MLServer does.
 MLSERVER_POD_REQUESTS = "model_infer_request_success_total"
+# Requests in flight through a proxy in front of the model servers (Envoy, as in Seldon Core v2
+# and Istio): arrived and not yet answered. Its growth is the demand the servers fail to serve.
+ENVOY_IN_FLIGHT = "envoy_cluster_upstream_rq_active"
 
 
 def _number(value: Any, what: str) -> float:
@@ -93,6 +96,8 @@ class PrometheusQuery:
         energy_matchers: str = NODE_TOTAL_MATCHER,
         rate_window_s: float = 30.0,
         step_s: float = 10.0,
+        arrival_metric: str | None = None,
+        backlog_metric: str | None = None,
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -113,6 +118,10 @@ class PrometheusQuery:
         self.energy_matchers = energy_matchers
         self.rate_window_s = rate_window_s
         self.step_s = step_s
+        # The offered load, not the served one (served saturates at capacity): an arrival
+        # counter when the stack has one, else served + the growth of a backlog gauge.
+        self.arrival_metric = arrival_metric
+        self.backlog_metric = backlog_metric
         self._client = client or httpx.Client(timeout=timeout_s)
         self._sleep = sleep
 
@@ -179,8 +188,16 @@ class PrometheusQuery:
         return f"{max(1, round(self.rate_window_s))}s"
 
     def request_rate_promql(self, pipeline: str) -> str:
+        """The offered load: the arrival counter's rate; else the served rate plus the backlog's
+        growth per second; else (neither configured) the served rate alone."""
         selector = f"{{{self.pipeline_label}={_label_value(pipeline)}}}"
-        return f"sum(rate({self.request_metric}{selector}[{self._window()}]))"
+        window = self._window()
+        if self.arrival_metric:
+            return f"sum(rate({self.arrival_metric}{selector}[{window}]))"
+        served = f"sum(rate({self.request_metric}{selector}[{window}]))"
+        if self.backlog_metric:
+            return f"{served} + sum(delta({self.backlog_metric}{selector}[{window}])) / {window[:-1]}"
+        return served
 
     def request_rate_history(self, pipeline: str, now_s: float, window_s: float) -> Sequence[RateSample]:
         """Requests per second of `pipeline` every `step_s` over (now_s - window_s, now_s], the last

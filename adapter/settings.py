@@ -45,6 +45,8 @@ class AdapterSettings:
     request_metric: str = SELDON_V1_REQUESTS
     latency_bucket_metric: str = SELDON_V1_LATENCY_BUCKETS
     pipeline_label: str = "deployment_name"
+    arrival_metric: str | None = None  # an arrival counter: the offered load directly
+    backlog_metric: str | None = None  # else an in-flight/queue gauge: served + its growth
     refresh_energy: bool = False
     energy_matchers: str = NODE_TOTAL_MATCHER  # label matchers on energyd's series
     api_token: str | None = None  # from ADAPTER_API_TOKEN; None refuses every apply

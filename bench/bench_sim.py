@@ -19,7 +19,7 @@ from adapter.problem import Solver
 from adapter.profiles import Profile, load_profile
 from adapter.sim.policies import POLICY_NAMES
 from adapter.sim.runner import RunSpec, run
-from adapter.sim.trace import generate
+from adapter.sim.trace import workload
 from adapter.solve import get_solver
 from adapter.solve.synthetic import synthetic_profile
 
@@ -50,13 +50,13 @@ def main() -> None:
     print(
         f"{'workload':<12} {'policy':<10} {'requests':>9} {'wall s':>8} {'sim req/s':>11} {'µs/request':>11}  goal"
     )
-    for workload in args.workloads:
-        counts = generate(workload)
+    for name in args.workloads:
+        counts = workload(name)
         for policy in POLICY_NAMES:
             wall_s, requests = timed(profile, counts, policy, get_solver(args.solver))
             verdict = "ok" if wall_s < GOAL_S else f"over {GOAL_S:g} s"
             print(
-                f"{workload:<12} {policy:<10} {requests:>9} {wall_s:>8.2f} {requests / wall_s:>11,.0f} "
+                f"{name:<12} {policy:<10} {requests:>9} {wall_s:>8.2f} {requests / wall_s:>11,.0f} "
                 f"{1e6 * wall_s / requests:>11.1f}  {verdict}"
             )
 

@@ -4,6 +4,6 @@
 the dry run do not pay for importing the kubernetes client.
 """
 
-from adapter.actuate.dryrun import DryRunActuator
+from adapter.actuate.dryrun import Configuration, DryRunActuator, configuration, describe_change
 
-__all__ = ["DryRunActuator"]
+__all__ = ["Configuration", "DryRunActuator", "configuration", "describe_change"]

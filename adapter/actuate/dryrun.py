@@ -22,6 +22,21 @@ def configuration(decision: Decision) -> Configuration:
     return tuple((s.stage, s.variant, s.replicas, s.batch) for s in decision.stages)
 
 
+def describe_change(old: Configuration | None, new: Configuration) -> str:
+    """What a reconfiguration changes, per stage: "detect: yolov5n x1 b1 -> yolov5s x2 b1"
+    (stages left as they were are not named); "no change" when none differs."""
+    before = {stage: (variant, replicas, batch) for stage, variant, replicas, batch in old or ()}
+    parts = []
+    for stage, variant, replicas, batch in new:
+        now = f"{variant} x{replicas} b{batch}"
+        was = before.get(stage)
+        if was is None:
+            parts.append(f"{stage}: {now}")
+        elif was != (variant, replicas, batch):
+            parts.append(f"{stage}: {was[0]} x{was[1]} b{was[2]} -> {now}")
+    return "; ".join(parts) or "no change"
+
+
 class DryRunActuator:
     dry_run = True
 
@@ -35,9 +50,10 @@ class DryRunActuator:
         """Record the decision; True when it differs from the last one recorded for `pipeline`."""
         wanted = configuration(decision)
         with self._lock:
-            changed = self.current.get(pipeline) != wanted
+            before = self.current.get(pipeline)
+            changed = before != wanted
             self.current[pipeline] = wanted
             self.applied.append((pipeline, decision))
         if changed:
-            logger.info("dry run: would set %s to %s", pipeline, wanted)
+            logger.info("dry run: would reconfigure %s: %s", pipeline, describe_change(before, wanted))
         return changed

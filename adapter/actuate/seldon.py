@@ -14,19 +14,33 @@ Every apply GETs first and patches only what differs (JSON merge patch), so repe
 sends nothing. Merge patches replace lists whole, so the v1 patch carries the object's
 `resourceVersion`: a concurrent edit makes the API server answer 409 instead of being lost.
 With `apply=False` (the default) the patches are computed and logged, never sent.
+
+Each patch sent is announced by a Kubernetes Event on the patched object (core v1, reason
+`Reconfigured`, type Normal, the message "detect: yolov5n x1 b1 -> yolov5s x2 b1; ..." per stage
+changed), so `kubectl describe` and `kubectl get events` show what the adapter did and when.
+The Event is a report, not the change: failing to post it is logged and the apply still counts.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import urllib3
-from kubernetes.client import CustomObjectsApi
+from kubernetes.client import (
+    CoreV1Api,
+    CoreV1Event,
+    CustomObjectsApi,
+    V1EventSource,
+    V1ObjectMeta,
+    V1ObjectReference,
+)
 from kubernetes.client.exceptions import ApiException
 
+from adapter.actuate.dryrun import Configuration, describe_change
 from adapter.errors import ActuationError
 from adapter.problem import Decision, StageChoice
 
@@ -36,6 +50,8 @@ V1 = ("machinelearning.seldon.io", "v1", "seldondeployments")
 V2 = ("mlops.seldon.io", "v1alpha1", "models")
 VARIANT_ENV = "MODEL_VARIANT"
 BATCH_ENV = "MLSERVER_MODEL_MAX_BATCH_SIZE"
+EVENT_REASON = "Reconfigured"
+EVENT_COMPONENT = "energyd-adapter"
 
 
 def _set_env(container: dict[str, Any], name: str, value: str) -> None:
@@ -46,6 +62,26 @@ def _set_env(container: dict[str, Any], name: str, value: str) -> None:
             item["value"] = value
             return
     env.append({"name": name, "value": value})
+
+
+def _stage_configuration(predictor: dict[str, Any], stages: list[str]) -> Configuration:
+    """(stage, MODEL_VARIANT, replicas, batch) of each stage's container in a v1 predictor, as
+    set now ("?" / 0 for what is not set)."""
+    found = []
+    for stage in stages:
+        for component in predictor.get("componentSpecs") or ():
+            container = next(
+                (c for c in component.get("spec", {}).get("containers") or () if c.get("name") == stage), None
+            )
+            if container is not None:
+                env = {e.get("name"): e.get("value") for e in container.get("env") or ()}
+                batch = str(env.get(BATCH_ENV) or "0")
+                found.append(
+                    (stage, str(env.get(VARIANT_ENV) or "?"), int(component.get("replicas") or 1),
+                     int(batch) if batch.isdigit() else 0)
+                )  # fmt: skip
+                break
+    return tuple(found)
 
 
 def _graph_node(node: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -70,6 +106,7 @@ class SeldonActuator:
         predictor: str | None = None,
         variant_uris: Mapping[str, str] | None = None,
         request_timeout_s: float = 10.0,
+        events: CoreV1Api | None = None,
     ) -> None:
         if version not in ("v1", "v2"):
             raise ValueError(f"Seldon version must be v1 or v2, got {version!r}")
@@ -82,6 +119,7 @@ class SeldonActuator:
         self.predictor = predictor
         self.variant_uris = dict(variant_uris or {})
         self.request_timeout_s = request_timeout_s
+        self._events = events  # None: no Events are posted
 
     def apply(self, pipeline: str, decision: Decision) -> bool:
         try:
@@ -114,6 +152,42 @@ class SeldonActuator:
             group, version, self.namespace, plural, name, body, _request_timeout=self.request_timeout_s
         )
 
+    def _announce(self, obj: dict[str, Any], kind: str, message: str) -> None:
+        """Logs what changed and, with an events client, posts it as an Event on `obj`."""
+        metadata = obj.get("metadata", {})
+        name = str(metadata.get("name", ""))
+        if self.dry_run:
+            logger.info("dry run: would reconfigure %s %s/%s: %s", kind, self.namespace, name, message)
+            return
+        logger.info("reconfigured %s %s/%s: %s", kind, self.namespace, name, message)
+        if self._events is None:
+            return
+        now = datetime.datetime.now(datetime.UTC)
+        event = CoreV1Event(
+            metadata=V1ObjectMeta(generate_name=f"{name}.", namespace=self.namespace),
+            involved_object=V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=kind,
+                name=name,
+                namespace=self.namespace,
+                uid=metadata.get("uid"),
+            ),
+            reason=EVENT_REASON,
+            message=message,
+            type="Normal",
+            source=V1EventSource(component=EVENT_COMPONENT),
+            reporting_component=EVENT_COMPONENT,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            self._events.create_namespaced_event(
+                self.namespace, event, _request_timeout=self.request_timeout_s
+            )
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            logger.warning("could not post the %s Event on %s %s: %s", EVENT_REASON, kind, name, exc)
+
     def _apply_v1(self, pipeline: str, decision: Decision) -> bool:
         name = self.deployment_template.format(pipeline=pipeline)
         obj = self._get(V1, name)
@@ -135,6 +209,11 @@ class SeldonActuator:
             "spec": {"predictors": wanted},
         }
         self._patch(V1, name, body)
+        stages = [c.stage for c in decision.stages]
+        before = _stage_configuration(predictors[index], stages)
+        self._announce(
+            obj, "SeldonDeployment", describe_change(before, _stage_configuration(wanted[index], stages))
+        )
         return True
 
     def _set_stage_v1(
@@ -162,7 +241,8 @@ class SeldonActuator:
         changed = False
         for choice in decision.stages:
             name = self.model_template.format(pipeline=pipeline, stage=choice.stage)
-            spec = self._get(V2, name).get("spec", {})
+            model = self._get(V2, name)
+            spec = model.get("spec", {})
             uri = self.variant_uris.get(choice.variant)
             if uri is None:
                 # In v2 the storageUri *is* the variant: without one the switch cannot be made.
@@ -171,5 +251,7 @@ class SeldonActuator:
             patch = {key: value for key, value in wanted.items() if spec.get(key) != value}
             if patch:
                 self._patch(V2, name, {"spec": patch})
+                changes = ", ".join(f"{key} {spec.get(key)} -> {value}" for key, value in patch.items())
+                self._announce(model, "Model", f"{choice.stage} ({choice.variant}): {changes}")
                 changed = True
         return changed

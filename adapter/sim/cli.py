@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from adapter.errors import AdapterError
 from adapter.sim.policies import POLICY_NAMES
 from adapter.sim.trace import WORKLOADS
+
+
+def _quiet_loop() -> None:
+    """Simulated reconfigurations are not events of a cluster: the loop's per-change log lines
+    would drown the output (the JSON's `log`, with --log, has them all)."""
+    logging.getLogger("adapter.loop").setLevel(logging.WARNING)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--trace", type=Path, help="CSV, one integer per line: the requests arriving in that second"
     )
     trace.add_argument(
-        "--workload", choices=sorted(WORKLOADS), help="a built-in 20-minute workload shaped like IPA's"
+        "--workload", choices=sorted(WORKLOADS), help="one of IPA's 20-minute windows of the Twitter trace (adapter/data/workloads)"
     )
     sim.add_argument("--policy", choices=POLICY_NAMES, required=True)
     sim.add_argument(
@@ -80,11 +87,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _simulate(args: argparse.Namespace) -> int:
     from adapter.profiles import load_profile
     from adapter.sim.runner import RunSpec, run
-    from adapter.sim.trace import generate, read_trace
+    from adapter.sim.trace import read_trace, workload
 
+    _quiet_loop()
     try:
         profile = load_profile(args.profile)
-        counts = read_trace(args.trace) if args.trace is not None else generate(args.workload)
+        counts = read_trace(args.trace) if args.trace is not None else workload(args.workload)
         spec = RunSpec(
             policy=args.policy,
             seed=args.seed,
@@ -109,6 +117,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from adapter.sim.report import evaluate
 
+    _quiet_loop()
     try:
         evaluate(args.profiles, args.out, seeds=args.seeds, jobs=args.jobs, solver=args.solver)
     except (AdapterError, ValueError, OSError) as exc:

@@ -12,6 +12,10 @@ The model (docs/simulator.md has the why of each choice):
 - A decision takes effect `switch_delay_s` after the actuator receives it; in-flight batches
   finish on the servers that started them. The first decision takes effect at once (the pipeline
   was deployed before the trace starts).
+- The loop sees only what Prometheus would (`demand_signal`): a served-requests counter and an
+  in-flight gauge (requests arrived and neither served nor dropped), sampled every second, and
+  optionally an arrival counter. `request_rate_history` turns them into the offered-load
+  estimate exactly as adapter/query.py's PromQL does (docs/adapter.md, "controller").
 - Idle energy: Σ replicas · idle_power_w of the configuration in force, over the whole run
   (until the last request leaves); dynamic energy: the per-request energy of every batch served,
   also by a stage whose requests a later stage drops.
@@ -24,7 +28,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +49,11 @@ class ClusterSettings:
     switch_delay_s: float = 5.0
     batch_timeout_s: float = 1.0
     drop_timeout_s: float = 10.0
+    # What the serving stack exposes to the loop: "served" (the served counter alone, whose rate
+    # saturates at capacity), "backlog" (served + the growth of the in-flight gauge) or
+    # "arrivals" (an arrival counter). The default is what `make run`'s stand-in exposes.
+    demand_signal: Literal["served", "backlog", "arrivals"] = "backlog"
+    rate_window_s: int = 1  # the [range] of rate() over the per-second samples
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,8 @@ class SimObserver(Protocol):
     ) -> None: ...
 
     def switch_scheduled(self, at_s: float, config: tuple[StageConfig, ...]) -> None: ...
+
+    def request_dropped(self, stage: int, at_s: float) -> None: ...
 
 
 class _VariantTable:
@@ -124,19 +135,33 @@ class SimCluster:
         self._events: list[tuple[float, int, int, int, object]] = []
         self._seq = 0
         self._observer = observer
+        # Scraped every whole second t: requests served, and in flight, by time t.
+        self._served_at: list[int] = []
+        self._in_flight_at: list[int] = []
+        self._arrived_at: list[int] = np.concatenate(([0], np.cumsum(counts))).astype(int).tolist()
 
     # LoadHistory
     def request_rate_history(self, pipeline: str, now_s: float, window_s: float) -> Sequence[RateSample]:
-        """Per-second arrival counts of the seconds completed in (now_s - window_s, now_s]."""
+        """The offered-load estimate at every whole second in (now_s - window_s, now_s] already
+        scraped, oldest first; before `rate_window_s` of samples exist, the warm rate."""
         if pipeline != self.profile.pipeline:
             raise QueryError(f"no pipeline {pipeline!r} in the simulated cluster")
         first = int(np.floor(now_s - window_s)) + 1
-        last = int(np.floor(now_s))  # second t is complete at t + 1 <= now_s
-        return [
-            (float(t + 1), float(self._counts[t]) if t >= 0 else self._warm_rps)
-            for t in range(first - 1, last)
-            if t < len(self._counts)
-        ]
+        last = min(int(np.floor(now_s)), len(self._served_at) - 1)
+        return [(float(t), self._estimate_rps(t)) for t in range(first, last + 1)]
+
+    def _estimate_rps(self, t: int) -> float:
+        w = self.settings.rate_window_s
+        if t - w < 0:
+            return self._warm_rps  # the pipeline saw the trace's first second all along
+        signal = self.settings.demand_signal
+        if signal == "arrivals":
+            last = len(self._counts)
+            return (self._arrived_at[min(t, last)] - self._arrived_at[min(t - w, last)]) / w
+        served_rps = (self._served_at[t] - self._served_at[t - w]) / w
+        if signal == "served":
+            return served_rps
+        return served_rps + (self._in_flight_at[t] - self._in_flight_at[t - w]) / w
 
     # Actuator
     def apply(self, pipeline: str, decision: Decision) -> bool:
@@ -196,6 +221,8 @@ class SimCluster:
                 while q and now - q[0][0] > settings.drop_timeout_s:
                     q.popleft()
                     dropped += 1
+                    if observer is not None:
+                        observer.request_dropped(s, now)
                 if not q:
                     return
                 if len(q) >= cfg.batch or now - q[0][0] >= settings.batch_timeout_s - 1e-12:
@@ -216,7 +243,12 @@ class SimCluster:
 
         i, n = 0, len(arrivals)
         events = self._events
+        served_at, in_flight_at = self._served_at, self._in_flight_at
         while events or i < n:
+            next_s = arrivals[i] if i < n and (not events or arrivals[i] < events[0][0]) else events[0][0]
+            while len(served_at) <= next_s:  # scrape every whole second passed
+                served_at.append(len(served_ids))
+                in_flight_at.append(i - len(served_ids) - dropped)
             if i < n and (not events or arrivals[i] < events[0][0]):
                 now = arrivals[i]
                 self.now_s = now

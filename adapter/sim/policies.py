@@ -33,6 +33,7 @@ class Policy:
     name: str
     weights: Weights
     solver: Solver
+    replicas: int | None = None  # pinned per stage (the loop's replicas_min = replicas_max)
 
 
 def lightest(stage: Stage) -> Variant:
@@ -95,7 +96,8 @@ def make_policy(
     if name == "fa2-high":
         return Policy(name, IPA_WEIGHTS, RestrictedSolver(base, heaviest))
     if name == "rim-high":
-        return Policy(name, IPA_WEIGHTS, RestrictedSolver(base, heaviest, rim_replicas(profile, peak_rps)))
+        pinned = rim_replicas(profile, peak_rps)
+        return Policy(name, IPA_WEIGHTS, RestrictedSolver(base, heaviest, pinned), pinned)
     if name == "qlearning":
         return Policy(name, IPA_WEIGHTS, QLearningSolver(seed=seed))
     raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")

@@ -55,10 +55,17 @@ def run(
     loop = AdaptLoop(
         profile,
         LoopSettings(
-            pipeline=profile.pipeline, sla_s=sla_s, weights=policy.weights, history_window_s=HISTORY_WINDOW_S
+            pipeline=profile.pipeline,
+            sla_s=sla_s,
+            weights=policy.weights,
+            history_window_s=HISTORY_WINDOW_S,
+            replicas_min=policy.replicas or LoopSettings.replicas_min,
+            replicas_max=policy.replicas or LoopSettings.replicas_max,
         ),
         load=cluster,
-        predictor=MaxWindowPredictor(window_s=HISTORY_WINDOW_S),
+        predictor=MaxWindowPredictor(
+            window_s=HISTORY_WINDOW_S, horizon_s=spec.interval_s + cluster_settings.switch_delay_s
+        ),
         solver=policy.solver,
         actuator=cluster,
     )
@@ -100,6 +107,7 @@ def _log_entry(result: StepResult) -> dict[str, Any]:
         "t_s": result.now_s,
         "observed_rps": result.observed_rps,
         "predicted_rps": result.predicted_rps,
+        "provisioned_rps": d.arrival_rate_rps if d else None,  # the window's highest prediction
         "changed": result.changed,
         "degraded": result.degraded,
         "feasible": d.feasible if d else None,

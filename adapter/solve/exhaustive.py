@@ -86,7 +86,7 @@ class ExhaustiveSolver:
             combinations *= sum(
                 1
                 for v, b in problem.stage_choices(s)
-                if problem.replicas_max * v.batch(b).replica_throughput_rps >= problem.arrival_rate_rps
+                if problem.replicas_max * problem.usable_throughput_rps(v, b) >= problem.arrival_rate_rps
             )
         if combinations > self.max_combinations:
             raise InstanceTooLarge(
@@ -123,7 +123,7 @@ class ExhaustiveSolver:
         that carry that much, the least latency and then the highest value (both are sums)."""
 
         def carried(o: Option) -> float:
-            return min(problem.arrival_rate_rps, o.replicas * o.variant.batch(o.batch).replica_throughput_rps)
+            return min(problem.arrival_rate_rps, o.replicas * problem.usable_throughput_rps(o.variant, o.batch))
 
         most = min(max(carried(o) for o in options) for options in walked)
         chosen = [

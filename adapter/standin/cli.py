@@ -24,7 +24,7 @@ from adapter.errors import AdapterError
 from adapter.profiles import default_sla_s, load_profiles
 from adapter.settings import default_profiles_dir
 from adapter.sim.cluster import ClusterSettings
-from adapter.sim.trace import WORKLOADS, TraceError, generate, read_trace
+from adapter.sim.trace import WORKLOADS, TraceError, read_trace, workload
 from adapter.standin.cluster import StandinCluster, StandinMetrics
 from adapter.standin.kube import KubeServer, KubeStore, kubeconfig
 from adapter.standin.node import NodeTree
@@ -61,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _counts(args: argparse.Namespace) -> list[int]:
-    return read_trace(args.trace) if args.trace is not None else generate(args.workload)
+    return read_trace(args.trace) if args.trace is not None else workload(args.workload)
 
 
 def run(args: argparse.Namespace) -> int:

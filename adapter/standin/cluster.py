@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from adapter.actuate.seldon import BATCH_ENV, V1, VARIANT_ENV
 from adapter.profiles import Profile
+from adapter.query import ENVOY_IN_FLIGHT
 from adapter.sim.cluster import StageConfig
 from adapter.standin.kube import KubeStore
 from adapter.standin.node import NodeTree
@@ -106,6 +107,15 @@ class StandinMetrics:
         self.arrived = Counter(
             "standin_requests_arrived", "Requests the trace sent", ["deployment_name"], registry=registry
         )
+        # Envoy's gauge of requests sent upstream and not yet answered (Seldon Core v2 and Istio
+        # route through Envoy), labelled by deployment_name as a scrape relabelling would: the
+        # adapter's backlog signal (--backlog-metric). Dropped requests leave it too.
+        self.in_flight = Gauge(
+            ENVOY_IN_FLIGHT,
+            "Requests arrived and neither answered nor dropped",
+            ["deployment_name", "namespace"],
+            registry=registry,
+        )
         self.replicas = Gauge("standin_stage_replicas", "Pods per stage", ["stage"], registry=registry)
         self.stage = Gauge(
             "standin_stage_info", "1 for the variant and batch in force", ["stage", "variant", "batch"],
@@ -163,6 +173,9 @@ class StandinCluster:
         for latency_s in tick.latencies_s:
             histogram.observe(latency_s)
         self._metrics.arrived.labels(pipeline).inc(tick.arrived)
+        self._metrics.in_flight.labels(pipeline, self.namespace).inc(
+            tick.arrived - len(tick.latencies_s) - tick.dropped
+        )
 
     def _reconcile(self, config: Config) -> None:
         for index, (stage, wanted) in enumerate(zip(self.profile.stages, config, strict=True)):

@@ -7,13 +7,16 @@ SeldonActuator and energyd's pod-name lookup, both the real `kubernetes` client)
     PATCH /apis/{group}/{version}/namespaces/{ns}/{plural}/{name}    JSON merge patch (RFC 7386)
     GET   /api/v1/pods[?fieldSelector=spec.nodeName=N]               PodList
     GET   /api/v1/pods?watch=true&resourceVersion=V[&timeoutSeconds=T]  chunked watch events
+    POST  /api/v1/namespaces/{ns}/events                              record an Event (core v1)
+    GET   /api/v1/namespaces/{ns}/events                              EventList
 
 Like the API server it answers 404 for unknown objects, 415 for other patch types, 409 when a
 patch carries a stale metadata.resourceVersion, bumps one resourceVersion counter on every
 change, and streams pod events newer than the watch's resourceVersion (it keeps the latest
 1000, as etcd compacts; a watch from before them gets a 410 Gone ERROR event, so the client lists
 again). Nothing else exists: no authentication, no other resources, no field selectors but
-spec.nodeName. `on_patch` lets the owner react to a custom object's change (the stand-in applies it to the
+spec.nodeName. Events are kept as posted (the latest 1000), with a name made from
+metadata.generateName as the API server does. `on_patch` lets the owner react to a custom object's change (the stand-in applies it to the
 simulated pipeline).
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import secrets
 import threading
 import time
 import urllib.parse
@@ -65,6 +69,7 @@ class KubeStore:
         self._version = 1
         self._changed = threading.Condition()
         self._on_patch = on_patch
+        self._kube_events: deque[dict[str, Any]] = deque(maxlen=max_events)
 
     @staticmethod
     def object_path(group: str, version: str, namespace: str, plural: str, name: str) -> str:
@@ -106,6 +111,32 @@ class KubeStore:
         if self._on_patch is not None:
             self._on_patch(path, result)
         return 200, result
+
+    def create_event(self, namespace: str, body: Any) -> tuple[int, dict[str, Any]]:
+        """Stores a core v1 Event as the API server would (201), naming it from generateName."""
+        if not isinstance(body, dict) or not isinstance(body.get("involvedObject"), dict):
+            return 422, _status(422, "Invalid", "an Event needs an involvedObject")
+        with self._changed:
+            event = copy.deepcopy(body)
+            metadata = event.setdefault("metadata", {})
+            if not metadata.get("name"):
+                prefix = metadata.get("generateName")
+                if not prefix:
+                    return 422, _status(422, "Invalid", "metadata.name or metadata.generateName is required")
+                metadata["name"] = prefix + secrets.token_hex(3)
+            metadata["namespace"] = namespace
+            metadata["resourceVersion"] = self._bump()
+            self._kube_events.append(event)
+            return 201, copy.deepcopy(event)
+
+    def events(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The Events recorded (in `namespace`), oldest first."""
+        with self._changed:
+            return [
+                copy.deepcopy(e)
+                for e in self._kube_events
+                if namespace is None or e["metadata"]["namespace"] == namespace
+            ]
 
     def put_pod(self, pod: dict[str, Any]) -> None:
         """Adds or replaces a pod (by metadata.uid) and records the watch event."""
@@ -162,6 +193,14 @@ def _node_selector(query: dict[str, list[str]]) -> str | None:
     return None
 
 
+def _events_namespace(path: str) -> str | None:
+    """The namespace of /api/v1/namespaces/{ns}/events, else None."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events":
+        return parts[3]
+    return None
+
+
 def _handler(store: KubeStore, stop: threading.Event) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # watches stream chunked, which needs 1.1
@@ -212,22 +251,40 @@ def _handler(store: KubeStore, stop: threading.Event) -> type[BaseHTTPRequestHan
                 else:
                     self._send(200, store.list_pods(node))
                 return
+            namespace = _events_namespace(url.path)
+            if namespace is not None:
+                items = store.events(namespace)
+                self._send(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items})
+                return
             found = store.get_object(url.path)
             if found is None:
                 self._send(404, _status(404, "NotFound", url.path))
             else:
                 self._send(200, found)
 
-        def do_PATCH(self) -> None:
+        def _json_body(self) -> tuple[bool, Any]:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
-                body = json.loads(raw) if raw else None
+                return True, json.loads(raw) if raw else None
             except ValueError:
                 self._send(400, _status(400, "BadRequest", "the body is not JSON"))
+                return False, None
+
+        def do_PATCH(self) -> None:
+            ok, body = self._json_body()
+            if ok:
+                path = urllib.parse.urlsplit(self.path).path
+                self._send(*store.patch_object(path, self.headers.get("Content-Type"), body))
+
+        def do_POST(self) -> None:
+            ok, body = self._json_body()
+            if not ok:
                 return
-            path = urllib.parse.urlsplit(self.path).path
-            status, answer = store.patch_object(path, self.headers.get("Content-Type"), body)
-            self._send(status, answer)
+            namespace = _events_namespace(urllib.parse.urlsplit(self.path).path)
+            if namespace is None:
+                self._send(404, _status(404, "NotFound", self.path))
+            else:
+                self._send(*store.create_event(namespace, body))
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s %s", self.address_string(), format % args)

@@ -47,6 +47,7 @@ class Tick:
     stage_cpu_s: tuple[float, ...]  # CPU-seconds each stage's replicas computed
     latencies_s: list[float] = field(default_factory=list)  # of the requests completed
     arrived: int = 0
+    dropped: int = 0  # requests a stage queue dropped (waited past the drop timeout)
 
 
 def decision_for(profile: Profile, config: Config) -> Decision:
@@ -91,6 +92,9 @@ class _Pass:
     def switch_scheduled(self, at_s: float, config: Config) -> None:
         self._owner.note_switch(at_s + self._offset_s, config)
 
+    def request_dropped(self, stage: int, at_s: float) -> None:
+        self._owner.note_drop(at_s + self._offset_s)
+
 
 class PacedPipeline:
     """Replays `counts` (requests per second, looped) through `profile` paced to `clock`.
@@ -124,6 +128,7 @@ class PacedPipeline:
         self._batches: list[tuple[float, float, int, float]] = []
         self._done: list[tuple[float, int, list[float]]] = []
         self._switches: list[tuple[float, int, Config]] = []
+        self._drops: list[float] = []
         self._seq = 0
         self._last_s = 0.0
         self._carried = 0  # arrivals of a finished pass not yet reported
@@ -149,6 +154,9 @@ class PacedPipeline:
     def note_switch(self, at_s: float, config: Config) -> None:
         self._seq += 1
         heapq.heappush(self._switches, (at_s, self._seq, config))
+
+    def note_drop(self, at_s: float) -> None:
+        heapq.heappush(self._drops, at_s)
 
     def stop(self) -> None:
         self._stop.set()
@@ -205,4 +213,8 @@ class PacedPipeline:
         arrivals = run.arrivals_s
         arrived = int(np.searchsorted(arrivals, now_s, "right") - np.searchsorted(arrivals, last_s, "right"))
         arrived, self._carried = arrived + self._carried, 0
-        return Tick(last_s, now_s, config, tuple(cpu_s), latencies, arrived)
+        dropped = 0
+        while self._drops and self._drops[0] <= now_s:
+            heapq.heappop(self._drops)
+            dropped += 1
+        return Tick(last_s, now_s, config, tuple(cpu_s), latencies, arrived, dropped)

@@ -37,6 +37,8 @@ from typing import TextIO
 
 import yaml
 
+from adapter.profiles import default_sla_s, load_profiles
+from adapter.query import ENVOY_IN_FLIGHT
 from adapter.settings import TOKEN_ENV, default_profiles_dir
 from adapter.sim.trace import WORKLOADS
 from adapter.standin.cli import READY_PREFIX
@@ -303,7 +305,8 @@ def _start_all(stack: Stack, args: argparse.Namespace, token: str) -> dict[str, 
         [py, "-m", "adapter", "run", "--host", "127.0.0.1", "--port", str(adapter_port),
          "--profiles", profiles, "--pipeline", args.pipeline, "--prometheus-url", prom_url, "--apply",
          "--kubeconfig", info["kubeconfig"], "--namespace", info["namespace"],
-         "--interval", f"{args.adapt_interval:g}", "--rate-window", f"{args.rate_window:g}"],
+         "--interval", f"{args.adapt_interval:g}", "--rate-window", f"{args.rate_window:g}",
+         "--backlog-metric", ENVOY_IN_FLIGHT],
         env={TOKEN_ENV: token},
     )  # fmt: skip
     adapter_url = f"http://127.0.0.1:{adapter_port}"
@@ -312,7 +315,7 @@ def _start_all(stack: Stack, args: argparse.Namespace, token: str) -> dict[str, 
     return urls
 
 
-def _instructions(urls: dict[str, str], pipeline: str, token: str, state_dir: Path) -> str:
+def _instructions(urls: dict[str, str], pipeline: str, sla_s: float, token: str, state_dir: Path) -> str:
     prom = urls["Prometheus"]
     adapter = urls["adapter API docs"].removesuffix("/docs")
     queries = [
@@ -324,9 +327,14 @@ def _instructions(urls: dict[str, str], pipeline: str, token: str, state_dir: Pa
     ]  # fmt: skip
     lines = ["", "Services:"]
     lines += [f"  {name:<26} {url}" for name, url in urls.items()]
+    lines += [
+        "",
+        f"SLA of {pipeline}: {sla_s:.3g} s end to end (docs/adapter.md, 'SLA'; exported as adapter_sla_seconds)",
+        f'  # p99 latency against it: histogram_quantile(0.99, sum by (le) (rate(seldon_api_executor_server_requests_seconds_bucket{{deployment_name="{pipeline}"}}[1m])))',
+    ]
     lines += ["", f"Queries (paste into {prom}/graph):"]
     lines += [f"  # {what}\n  {q}" for what, q in queries]
-    body = f'{{"pipeline": "{pipeline}", "sla_s": 5.0, "arrival_rate_rps": 20}}'
+    body = f'{{"pipeline": "{pipeline}", "sla_s": {sla_s:.6g}, "arrival_rate_rps": 20}}'
     lines += [
         "",
         'Ask the adapter (what-if; add "apply": true to apply it):',
@@ -358,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         say(f"Starting (logs in {state_dir}):")
         urls = _start_all(stack, args, token)
-        say(_instructions(urls, args.pipeline, token, state_dir))
+        sla_s = default_sla_s(load_profiles(args.profiles)[args.pipeline])
+        say(_instructions(urls, args.pipeline, sla_s, token, state_dir))
         while (dead := stack.dead()) is None:
             time.sleep(0.5)
         raise StackError(f"{dead.name} exited with {dead.proc.returncode}:\n{dead.tail()}")

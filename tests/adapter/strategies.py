@@ -93,6 +93,7 @@ def problems(
         replicas_min=replicas_min,
         replicas_max=replicas_max,
         batch_sizes=batch_sizes,
+        utilisation_max=draw(st.one_of(st.just(1.0), st.sampled_from((0.5, 0.8)), st.floats(0.05, 1.0))),
     )
     combination_s = sum(
         draw(st.sampled_from(base.options(s))).total_latency_s for s in range(len(profile.stages))
@@ -112,4 +113,5 @@ def problems(
         replicas_min=replicas_min,
         replicas_max=replicas_max,
         batch_sizes=batch_sizes,
+        utilisation_max=base.utilisation_max,
     )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes.client import CustomObjectsApi
+from kubernetes.client import CoreV1Api, CustomObjectsApi
 
 from adapter.actuate import DryRunActuator
 from adapter.actuate.seldon import SeldonActuator
@@ -203,3 +203,33 @@ def test_v1_stages_sharing_a_component_get_the_larger_replica_count() -> None:
         )
         [component] = fake.stored(SDEP)["spec"]["predictors"][0]["componentSpecs"]
     assert component["replicas"] == 5
+
+
+def test_v1_each_patch_posts_an_event_saying_what_changed(
+    kube: tuple[RecordingStore, CustomObjectsApi],
+) -> None:
+    fake, api = kube
+    actuator = SeldonActuator(api, namespace="prod", apply=True, events=CoreV1Api(api.api_client))
+    assert actuator.apply("video", decision(("yolov5s", 3, 2), ("resnet50", 2, 4))) is True
+    assert (
+        actuator.apply("video", decision(("yolov5s", 3, 2), ("resnet50", 2, 4))) is False
+    )  # no patch, no Event
+    assert actuator.apply("video", decision(("yolov5s", 1, 2), ("resnet50", 2, 4))) is True
+    first, second = fake.events("prod")
+    assert first["reason"] == "Reconfigured" and first["type"] == "Normal"
+    assert (
+        first["involvedObject"]["kind"] == "SeldonDeployment" and first["involvedObject"]["name"] == "video"
+    )
+    assert first["metadata"]["name"].startswith("video.")
+    assert first["source"]["component"] == "energyd-adapter"
+    # The object had yolov5n, one replica, no batch set; classify no variant either.
+    assert first["message"] == "detect: yolov5n x1 b0 -> yolov5s x3 b2; classify: ? x1 b0 -> resnet50 x2 b4"
+    assert second["message"] == "detect: yolov5s x3 b2 -> yolov5s x1 b2"
+
+
+def test_a_failed_event_does_not_fail_the_apply(kube: tuple[RecordingStore, CustomObjectsApi]) -> None:
+    fake, api = kube
+    fake.create_event = lambda namespace, body: (500, {"kind": "Status", "code": 500})  # type: ignore[method-assign]
+    actuator = SeldonActuator(api, namespace="prod", apply=True, events=CoreV1Api(api.api_client))
+    assert actuator.apply("video", decision(("yolov5s", 3, 2), ("resnet50", 2, 4))) is True
+    assert fake.stored(SDEP)["spec"]["predictors"][0]["componentSpecs"][0]["replicas"] == 3

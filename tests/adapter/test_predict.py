@@ -71,3 +71,16 @@ def test_make_predictor_by_name() -> None:
         make_predictor("lstm")
     with pytest.raises(ValueError, match="headroom"):
         MaxWindowPredictor(headroom=0.5)
+
+
+def test_max_window_carries_a_rising_trend_over_the_horizon() -> None:
+    ramp = [(float(t), 5.0 + t) for t in range(0, 11)]  # 5 -> 15 req/s over 10 s, 1 req/s per s
+    flat = [(float(t), 10.0 + (t % 2)) for t in range(0, 31)]
+    ahead = MaxWindowPredictor(headroom=1.0, horizon_s=25.0, trend_window_s=30.0)
+    assert ahead.predict_rps(ramp, 10.0) == pytest.approx(15.0 + 25.0)  # where the ramp will be
+    assert MaxWindowPredictor(headroom=1.0).predict_rps(ramp, 10.0) == pytest.approx(15.0)
+    # Noise around a level and a falling load extrapolate nothing: the window's maximum stands.
+    assert ahead.predict_rps(flat, 30.0) == pytest.approx(11.0, abs=0.2)
+    assert ahead.predict_rps([(t, 20.0 - t) for t, _ in ramp], 10.0) == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="horizon_s"):
+        MaxWindowPredictor(horizon_s=-1.0)

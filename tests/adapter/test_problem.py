@@ -69,7 +69,7 @@ def test_best_effort_carries_the_most_load_then_the_least_latency(problem: Probl
     for s, option in enumerate(chosen):
         assert problem.replicas_min <= option.replicas <= problem.replicas_max
         for variant, batch in problem.stage_choices(s):
-            thr = variant.batch(batch).replica_throughput_rps
+            thr = problem.usable_throughput_rps(variant, batch)
             if problem.replicas_max * thr < target_rps:
                 continue  # cannot carry that much
             other = problem.option(s, variant, batch, least_replicas(target_rps, thr, problem.replicas_min))

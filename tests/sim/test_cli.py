@@ -12,7 +12,7 @@ import yaml
 
 from adapter.cli import main
 from adapter.sim.report import evaluate
-from adapter.sim.trace import generate, write_trace
+from adapter.sim.trace import workload, write_trace
 from tests.sim.profiles import video_profile
 
 TRACE = [3] * 20 + [20] * 20 + [6] * 20
@@ -104,7 +104,7 @@ def test_simulate_replays_a_built_in_workload(profile_path: Path, tmp_path: Path
     argv = ["simulate", "--profile", str(profile_path), "--workload", "steady_low", "--policy", "ipa"]
     assert main([*argv, "--json", str(out)]) == 0
     result = json.loads(out.read_text(encoding="utf-8"))
-    assert result["requests"] == sum(generate("steady_low"))
+    assert result["requests"] == sum(workload("steady_low"))
 
 
 def test_simulate_takes_a_trace_or_a_workload_not_both(

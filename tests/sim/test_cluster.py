@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import pytest
 from hypothesis import given, settings
@@ -115,6 +116,7 @@ class Heard:
     def __init__(self) -> None:
         self.batches: list[tuple[int, float, float, str, list[int]]] = []
         self.switches: list[tuple[float, tuple[StageConfig, ...]]] = []
+        self.drops: list[tuple[int, float]] = []
 
     def batch_scheduled(
         self, stage: int, start_s: float, end_s: float, variant: Variant, request_ids: list[int]
@@ -123,6 +125,9 @@ class Heard:
 
     def switch_scheduled(self, at_s: float, config: tuple[StageConfig, ...]) -> None:
         self.switches.append((at_s, config))
+
+    def request_dropped(self, stage: int, at_s: float) -> None:
+        self.drops.append((stage, at_s))
 
 
 def test_the_observer_hears_every_batch_and_switch_as_scheduled() -> None:
@@ -153,17 +158,35 @@ def test_overload_drops_requests_and_still_conserves_them() -> None:
     assert stats.dropped > 0 and stats.late > 0
     assert stats.requests == stats.served + stats.dropped == sum(counts)
     assert stats.late <= stats.served
+    heard = Heard()
+    cluster = SimCluster(
+        PROFILE, counts, arrival_times_s(counts, 0), ClusterSettings(2.0, drop_timeout_s=3.0), observer=heard
+    )
+    cluster.apply("video", slow)
+    observed = cluster.run(lambda now_s: None, 1.0)
+    assert len(heard.drops) == observed.dropped == stats.dropped
 
 
-def test_the_history_is_per_second_counts_with_a_warm_start() -> None:
-    cluster = SimCluster(PROFILE, [4, 7, 9], arrival_times_s([4, 7, 9], 0), ClusterSettings(sla_s=1.0))
-    assert cluster.request_rate_history("video", 2.0, 4.0) == [
-        (-1.0, 4.0),
-        (0.0, 4.0),
-        (1.0, 4.0),
-        (2.0, 7.0),
-    ]
-    assert cluster.request_rate_history("video", 10.0, 120.0)[-1] == (3.0, 9.0)
+def test_the_history_shows_served_in_flight_or_arrivals_as_configured() -> None:
+    # One slow replica per stage: 30 req/s for 20 s is far beyond what it serves.
+    counts = [30] * 20
+    slow = fixed(PROFILE, [("yolov5s", 1, 1), ("resnet50", 1, 1)])
+    seen: dict[str, list[tuple[float, float]]] = {}
+    signals: tuple[Literal["served", "backlog", "arrivals"], ...] = ("served", "backlog", "arrivals")
+    for signal in signals:
+        settings = ClusterSettings(sla_s=2.0, demand_signal=signal, rate_window_s=2)
+        cluster = SimCluster(PROFILE, counts, arrival_times_s(counts, 0), settings, warm_rps=3.0)
+        cluster.apply("video", slow)
+        cluster.run(lambda now_s: None, 1.0)
+        seen[signal] = list(cluster.request_rate_history("video", 10.0, 12.0))
+    served_rps = 1 / PROFILE.stages[0].variant("yolov5s").batch(1).latency_s
+    assert [t for t, _ in seen["served"]] == [float(t) for t in range(-1, 11)]
+    assert seen["served"][:3] == [(-1.0, 3.0), (0.0, 3.0), (1.0, 3.0)]  # warm, until 2 s are scraped
+    # Served saturates at the slow stage's capacity; served + in-flight growth and the arrival
+    # counter both see the offered 30 req/s (nothing is dropped within the first 10 s).
+    assert all(rate <= served_rps + 1 for _, rate in seen["served"][3:])
+    assert all(rate == pytest.approx(30.0) for _, rate in seen["backlog"][3:])
+    assert all(rate == pytest.approx(30.0) for _, rate in seen["arrivals"][3:])
     with pytest.raises(QueryError):
         cluster.request_rate_history("nlp", 2.0, 4.0)
     with pytest.raises(ActuationError):

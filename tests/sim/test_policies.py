@@ -46,7 +46,7 @@ def test_feasible_decisions_meet_the_constraints_of_their_problem(
     feasible = [e for e in r["log"] if e["feasible"]]
     assert feasible, "no feasible decision on an easy trace"
     for entry in feasible:
-        problem = Problem(PROFILE, entry["predicted_rps"], r["sla_s"], replicas_max=64)
+        problem = Problem(PROFILE, entry["provisioned_rps"], r["sla_s"], replicas_max=64)
         chosen = [
             problem.option(s, PROFILE.stages[s].variant(c["variant"]), c["batch"], c["replicas"])
             for s, c in enumerate(entry["stages"])

@@ -82,3 +82,17 @@ def test_a_configuration_that_does_not_fit_is_refused() -> None:
     pipeline = PacedPipeline(PROFILE, [1], lambda _t: None, SETTINGS)
     with pytest.raises(Exception, match="1 stages for a 2-stage pipeline"):
         pipeline.request(initial_config(PROFILE)[:1])
+
+
+def test_under_overload_drops_are_reported_and_in_flight_stays_whole() -> None:
+    # One replica of yolov5n at batch 1 serves ~16 req/s: at 40 req/s the queue grows, and what
+    # waits past the drop timeout (10 s) is dropped.
+    _, ticks = _replay([40] * 30, until_s=30.0)
+    arrived = sum(t.arrived for t in ticks)
+    served = sum(len(t.latencies_s) for t in ticks)
+    dropped = sum(t.dropped for t in ticks)
+    assert dropped > 0 and served > 0
+    in_flight = arrived - served - dropped
+    # Still in flight at 30 s: about the 10 s of queue a drop timeout lets wait, plus the second
+    # the drop is taken late (a request is dropped when it reaches the head of the queue).
+    assert 0 < in_flight <= 11 * 40

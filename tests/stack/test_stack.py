@@ -133,12 +133,18 @@ def test_make_run_shows_pod_energy_and_adapter_decisions_then_stops_cleanly(
         for e in deployment["spec"]["predictors"][0]["componentSpecs"][0]["spec"]["containers"][0]["env"]
     }
     assert env["MODEL_VARIANT"] != "yolov5n"
+    # Each patch is announced by an Event on the SeldonDeployment that says what changed.
+    with urllib.request.urlopen(api + "/api/v1/namespaces/default/events", timeout=5) as resp:
+        events = json.load(resp)["items"]
+    assert events and all(e["reason"] == "Reconfigured" for e in events)
+    assert {e["involvedObject"]["name"] for e in events} == {"video"}
+    assert "detect: yolov5n x1 b1 -> " in events[0]["message"]
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0
     out.wait_for("Stopped.", 5)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-    assert (state / "adapter.log").stat().st_size > 0
+    assert "video: reconfigured for " in (state / "adapter.log").read_text(encoding="utf-8")
     assert not (state / "standin" / "node").exists() and not (state / "prometheus" / "data").exists()
 
 
