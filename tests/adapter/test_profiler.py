@@ -231,7 +231,10 @@ def test_help_works_and_nothing_imports_torch() -> None:
         timeout=60,
         check=True,
     ).stdout
-    for flag in ("--pipeline", "--batch-sizes", "--duration-s", "--repeats", "--out", "--energy-source"):
+    for flag in (
+        *("--pipeline", "--batch-sizes", "--duration-s", "--repeats", "--out", "--energy-source"),
+        *("--device", "--gpu-index", "--max-repeats", "--warmup-s"),
+    ):
         assert flag in out
     probe = "import sys, adapter.profiler.cli, adapter.profiler.models; print('torch' in sys.modules)"
     imported = subprocess.run(

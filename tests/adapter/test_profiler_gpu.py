@@ -5,8 +5,6 @@ refusals (no CUDA device, CUDA and NVML numbering GPUs differently)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -129,16 +127,3 @@ def test_open_gpu_refuses_without_cuda_or_when_numbering_differs() -> None:
     source = open_gpu(fake_torch(True, UUID.removeprefix("GPU-")), 0, replay())
     assert [z.name for z in source.zones()] == ["gpu-0"]
     source.close()
-
-
-def test_help_lists_the_gpu_flags() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "adapter.profiler", "profile", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    for flag in ("--device", "--gpu-index", "--max-repeats", "--warmup-s"):
-        assert flag in out
