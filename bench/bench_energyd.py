@@ -169,9 +169,10 @@ def child(pods: int, real: int, with_containers: bool, names: bool, server: bool
         shown = "psys" if server else "package-0"  # the node total: the zone with pod series
         assert len(snap.pod_energy_j[shown]) == pods and len(snap.node_energy_j) == 1 + len(zones)
         assert len(snap.container_energy_j[shown]) == expected
-        if kube is not None:
+        if kube is not None and with_containers:
             # A pod made after the timed passes, then its container restarted within one interval
-            # (one cgroup removed, one made: every link count as it was).
+            # (one cgroup removed, one made: every link count as it was). Pods only: the same
+            # pod discovery, and no containers to find.
             uid, old, new = pod_uid(pods), container_id(pods, 0), container_id(pods, 1)
             kube.add_pod(uid)
             kube.add_container(uid, old)
