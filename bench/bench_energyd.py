@@ -6,12 +6,15 @@ cli.build exactly as `energyd run` wires it, over one RAPL package zone and /pro
 fixture files and pods of two containers each (app and sandbox: 1000 pods are 3000 cgroups):
 
 - fixture rows: cgroup v2 files (systemd driver, containerd) whose counters advance between
-  passes, as on a busy node; two more rows at 1000 pods with names from the API (the sandbox
-  scope is not read) and with --no-containers;
+  passes, as on a busy node; more rows at 1000 pods with names from the API (the sandbox
+  scope is not read), pods only (the default: no --containers), and pods only on a 9-zone
+  server (psys, and two packages with core, uncore and dram: by default only psys, the node
+  total, gets per-pod series, so only it is attributed per pod);
 - real rows (root, where a cgroup v1 cpuacct or cgroup2 mount is writable): 1000 pods made with
   mkdir under a directory of their own in that mount (v1: cgroupfs driver, v2: systemd
   driver), so the kernel formats every counter as on a node (their counters stay at 0: no
-  process runs in them), removed afterwards; without and with names. Each real row then makes
+  process runs in them), removed afterwards; without and with names, and on cgroup2 pods only
+  (the default). Each real row then makes
   a pod and a container, and replaces a container within one interval (the link counts stay
   as they were), and prints the passes until each was exported.
 
@@ -78,12 +81,27 @@ def passes_until(step: Callable[[], Snapshot], done: Callable[[Snapshot], bool])
     return 99
 
 
-def child(pods: int, real: int, with_containers: bool, names: bool) -> dict[str, float]:
+# A 9-zone server: psys (the node total while it moves) and two packages with sub-zones; each
+# zone's energy per pass (µJ).
+SERVER_ZONES = {
+    "1": ("psys", 60_000_000),
+    "0:0": ("core", 10_000_000),
+    "0:1": ("uncore", 5_000_000),
+    "0:2": ("dram", 5_000_000),
+    "2": ("package-1", 30_000_000),
+    "2:0": ("core", 10_000_000),
+    "2:1": ("uncore", 5_000_000),
+    "2:2": ("dram", 5_000_000),
+}
+
+
+def child(pods: int, real: int, with_containers: bool, names: bool, server: bool) -> dict[str, float]:
     import psutil
 
     from energyd.cli import build
     from energyd.config import Config
     from tests.energyd.cgroup_trees import NodeTree, container_id, pod_uid
+    from tests.energyd.fixture_trees import set_energy, write_powercap_zone
     from tests.energyd.realcgroup import RealPods, real_cgroup_root
 
     qos = ("guaranteed", "burstable", "besteffort")
@@ -92,6 +110,9 @@ def child(pods: int, real: int, with_containers: bool, names: bool) -> dict[str,
         node = NodeTree(Path(tmp) / "node")
         containers = [(pod_uid(i), qos[i % 3], [container_id(i, j) for j in range(2)]) for i in range(pods)]
         roots = node.roots
+        zones = SERVER_ZONES if server else {}
+        for index, (name, _) in zones.items():
+            write_powercap_zone(roots.sysfs, index, name, 0)
         kube = None
         if real:
             root, hierarchy = stack.enter_context(real_cgroup_root(real, Path(tmp)))
@@ -114,6 +135,8 @@ def child(pods: int, real: int, with_containers: bool, names: bool) -> dict[str,
                         node.cgroups.set_container(uid, cid, k * 900)
             node.set_cpu(busy_s=k * 0.004 * pods, idle_s=k * 1.0)
             node.set_energy_uj(k * 30_000_000)
+            for index, (_, per_pass_uj) in zones.items():
+                set_energy(roots.sysfs, index, k * per_pass_uj)
 
         def step() -> Snapshot:
             advance()
@@ -143,10 +166,13 @@ def child(pods: int, real: int, with_containers: bool, names: bool) -> dict[str,
             exposition = daemon.exposition.body(gzipped=False)
         assert snap.pods_present == pods
         expected = (pods if names else 2 * pods) if with_containers else 0
-        assert len(snap.container_energy_j["package-0"]) == expected
-        if kube is not None:
+        shown = "psys" if server else "package-0"  # the node total: the zone with pod series
+        assert len(snap.pod_energy_j[shown]) == pods and len(snap.node_energy_j) == 1 + len(zones)
+        assert len(snap.container_energy_j[shown]) == expected
+        if kube is not None and with_containers:
             # A pod made after the timed passes, then its container restarted within one interval
-            # (one cgroup removed, one made: every link count as it was).
+            # (one cgroup removed, one made: every link count as it was). Pods only: the same
+            # pod discovery, and no containers to find.
             uid, old, new = pod_uid(pods), container_id(pods, 0), container_id(pods, 1)
             kube.add_pod(uid)
             kube.add_container(uid, old)
@@ -154,7 +180,7 @@ def child(pods: int, real: int, with_containers: bool, names: bool) -> dict[str,
             kube.remove(kube.container(uid, old))
             kube.add_container(uid, new)
             result["restart_passes"] = passes_until(
-                step, lambda s: (uid, new) in s.container_energy_j["package-0"]
+                step, lambda s: (uid, new) in s.container_energy_j[shown]
             )
     rss_mb = psutil.Process().memory_info().rss / 2**20
     timed = step_ms[2:]  # the first passes list every directory and set the baselines
@@ -199,11 +225,12 @@ def main() -> int:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pods-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--names", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--real", type=int, default=0, choices=(0, 1, 2), help=argparse.SUPPRESS)
     parser.add_argument("--real-only", action="store_true", help="only the rows on real cgroups")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.real, not args.pods_only, args.names)))
+        print(json.dumps(child(args.child, args.real, not args.pods_only, args.names, args.server)))
         return 0
     from tests.energyd.realcgroup import writable_mount
 
@@ -217,7 +244,7 @@ def main() -> int:
         f" time by other jobs; read CPU ms: the cgroup read alone; load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'pods':>26} {'wall ms':>8} {'p95 ms':>7} {'CPU ms':>7} {'µs/pod':>7} {'% core@1Hz':>10}"
+        f"{'pods':>40} {'wall ms':>8} {'p95 ms':>7} {'CPU ms':>7} {'µs/pod':>7} {'% core@1Hz':>10}"
         f" {'best CPU':>8} {'read CPU ms':>11} {'render ms':>9} {'KiB':>5} {'RSS MB':>6}"
     )
     ok = True
@@ -227,22 +254,26 @@ def main() -> int:
         rows += [
             (SIZES[-1], "fixture, names", ["--names"]),
             (SIZES[-1], "fixture, pods-only", ["--pods-only"]),
+            (SIZES[-1], "fixture, pods-only, 9 zones", ["--pods-only", "--server"]),
         ]
     for version in (1, 2):
         mount = writable_mount(version)
         if mount is None:
-            print(f"{'':>26} real cgroup v{version}: no writable mount here (needs root): not measured")
+            print(f"{'':>40} real cgroup v{version}: no writable mount here (needs root): not measured")
             continue
         label = f"real v{version} {REAL_DRIVERS[version]}"
         rows.append((REAL_PODS, label, ["--real", str(version)]))
         rows.append((REAL_PODS, f"{label}, names", ["--real", str(version), "--names"]))
+        if version == 2:
+            rows.append((REAL_PODS, f"{label}, pods-only", ["--real", "2", "--pods-only"]))
+            rows.append((REAL_PODS, f"{label}, pods-only, 9 zones", ["--real", "2", "--pods-only", "--server"]))
     found = []
     for pods, label, flags in rows:
         r = run_child(pods, *flags)
         if r is None:
             return 1
         print(
-            f"{f'{pods} {label}':>26} {r['median_ms']:>8.2f} {r['p95_ms']:>7.2f} {r['cpu_ms']:>7.2f}"
+            f"{f'{pods} {label}':>40} {r['median_ms']:>8.2f} {r['p95_ms']:>7.2f} {r['cpu_ms']:>7.2f}"
             f" {r['cpu_ms'] / pods * 1e3:>7.1f} {r['cpu_ms'] / 10:>9.2f}% {r['best_cpu_ms']:>8.2f}"
             f" {r['read_cpu_ms']:>11.2f}"
             f" {r['scrape_ms']:>9.2f} {r['exposition_kb']:>5.0f} {r['rss_mb']:>6.1f}"

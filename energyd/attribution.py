@@ -6,7 +6,9 @@ busy time outside pods is ``system`` and the rest is ``idle``. The fractions sum
 pods + system + idle == node for every zone (conservation). Cgroup and /proc/stat counters are
 read at slightly different instants, so pods may appear to use more than the node's busy time:
 then pods are scaled down to busy_s and system is zero, so no share is ever negative.
-A container gets its pod's energy in proportion to its CPU time within the pod.
+A container gets its pod's energy in proportion to its CPU time within the pod. A zone whose
+per-pod figures nobody shows is split into the pods' total, system and idle only (per_pod False):
+a thousand pods make a thousand products and dict entries per zone and pass otherwise.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ class Shares(Generic[K, C]):
     containers: Mapping[tuple[K, C], float]
     system: float
     idle: float
+    pods_total: float  # the sum of `pods`
 
 
 @dataclass(frozen=True)
 class ZoneAttribution(Generic[K, C]):
-    pods_j: Mapping[K, float]
-    containers_j: Mapping[tuple[K, C], float]
+    pods_j: Mapping[K, float]  # empty unless per pod
+    containers_j: Mapping[tuple[K, C], float]  # empty unless per pod
+    pods_total_j: float  # every pod's together: pods_total_j + system_j + idle_j == the zone's
     system_j: float
     idle_j: float
 
@@ -48,7 +52,7 @@ def shares(node_total_s: float, node_busy_s: float, pods: Mapping[K, PodCpu[C]])
     """The interval's fractions. With no CPU time elapsed everything is idle."""
     total_s = max(node_total_s, 0.0)
     if total_s <= 0.0:
-        return Shares(pods=dict.fromkeys(pods, 0.0), containers={}, system=0.0, idle=1.0)
+        return Shares(pods=dict.fromkeys(pods, 0.0), containers={}, system=0.0, idle=1.0, pods_total=0.0)
     busy = min(max(node_busy_s, 0.0) / total_s, 1.0)
     pods_cpu_s = {uid: max(p.cpu_s, 0.0) for uid, p in pods.items()}
     in_pods_s = sum(pods_cpu_s.values())
@@ -69,15 +73,27 @@ def shares(node_total_s: float, node_busy_s: float, pods: Mapping[K, PodCpu[C]])
     attributed = sum(pod_shares.values())
     system = max(busy - attributed, 0.0)
     idle = max(1.0 - attributed - system, 0.0)
-    return Shares(pods=pod_shares, containers=container_shares, system=system, idle=idle)
+    return Shares(
+        pods=pod_shares, containers=container_shares, system=system, idle=idle, pods_total=attributed
+    )
 
 
-def attribute(energy_j: float, fractions: Shares[K, C]) -> ZoneAttribution[K, C]:
-    """One zone's energy over the interval, split by the interval's fractions."""
-    pods_j = {uid: energy_j * f for uid, f in fractions.pods.items()}
+def attribute(energy_j: float, fractions: Shares[K, C], per_pod: bool = True) -> ZoneAttribution[K, C]:
+    """One zone's energy over the interval, split by the interval's fractions; per pod and
+    container only if `per_pod` (the totals are the same either way)."""
     system_j = energy_j * fractions.system
+    if not per_pod:
+        pods_total_j = energy_j * fractions.pods_total
+        idle_j = max(energy_j - pods_total_j - system_j, 0.0)
+        return ZoneAttribution(
+            pods_j={}, containers_j={}, pods_total_j=pods_total_j, system_j=system_j, idle_j=idle_j
+        )
+    pods_j = {uid: energy_j * f for uid, f in fractions.pods.items()}
+    pods_total_j = sum(pods_j.values())
     # Idle takes the remainder so the parts add up to the zone's energy to the last bit that
     # float addition allows; clamped because rounding may leave -1e-16 of a joule.
-    idle_j = max(energy_j - sum(pods_j.values()) - system_j, 0.0)
+    idle_j = max(energy_j - pods_total_j - system_j, 0.0)
     containers_j = {key: energy_j * f for key, f in fractions.containers.items()}
-    return ZoneAttribution(pods_j=pods_j, containers_j=containers_j, system_j=system_j, idle_j=idle_j)
+    return ZoneAttribution(
+        pods_j=pods_j, containers_j=containers_j, pods_total_j=pods_total_j, system_j=system_j, idle_j=idle_j
+    )

@@ -142,6 +142,7 @@ def build(config: Config, names: PodResolver | None = None, nvml: Nvml | None = 
         sources=statuses,
         grace_period_s=config.grace_period_s,
         max_power_w=dict(config.max_power_w),
+        all_pod_zones=config.pod_zones == "all",
     )
     closers = [names.close, usage.close, source.close] + ([gpu.close] if gpu is not None else [])
     return Daemon(config, sampler, closers, gpu)

@@ -11,6 +11,11 @@ and a pod seen for the first time gets the CPU time it used since it appeared (a
 interval's worth: more means it predates the previous reading, so it counts 0). When a read
 fails the interval is not attributed and the previous readings are kept, so the next good
 pass covers the gap with energy and CPU deltas over the same span.
+
+Per-pod and per-container joules are kept only for the zones whose pod series are shown (those
+in the node total of the pass, unless all_pod_zones): at a thousand pods each zone costs a
+thousand additions per pass. Every zone keeps the pods' total, so pods + system + idle = node
+holds for all of them (`pods_total_j`).
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class Snapshot:
     node_energy_j: Mapping[str, float]
     in_node_total: Mapping[str, bool]  # zone -> Zone.in_node_total
     node_power_w: Mapping[str, float]
-    pod_energy_j: Mapping[str, Mapping[str, float]]  # zone -> pod uid -> joules
+    pod_energy_j: Mapping[str, Mapping[str, float]]  # zone -> pod uid -> joules (zones shown per pod)
     container_energy_j: Mapping[str, Mapping[tuple[str, str], float]]  # zone -> (uid, id) -> J
     pod_meta: Mapping[str, PodMeta]
     unattributed_j: Mapping[tuple[str, str], float]  # (zone, "system" | "idle") -> joules
@@ -90,6 +95,8 @@ class Snapshot:
     # info labels (uuid, model, attribution, mig); filled in by energyd.gpu_attribution.
     zone_source: Mapping[str, str] = field(default_factory=dict)
     gpu_info: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # zone -> joules attributed to pods, all of them together (expired ones included), every zone.
+    pods_total_j: Mapping[str, float] = field(default_factory=dict)
 
 
 class Sampler:
@@ -102,7 +109,10 @@ class Sampler:
         sources: Sequence[SourceStatus] = (),
         grace_period_s: float = 300.0,
         max_power_w: Mapping[str, float] | None = None,
+        all_pod_zones: bool = False,
     ) -> None:
+        """`all_pod_zones`: per-pod joules for every zone, not only those in the node total
+        (Config.pod_zones "all", the exporter's choice of zones with pod series)."""
         self._source = source
         # What a source can say about its zones (skips, failed reads), when it can say it.
         self._inventory = source if isinstance(source, Inventoried) else None
@@ -112,6 +122,7 @@ class Sampler:
         self._sources = tuple(sources)
         self._grace_period_s = grace_period_s
         self._max_power_w = dict(max_power_w or {})  # overrides of energyd.sources.ceiling
+        self._all_pod_zones = all_pod_zones
         self._prev: tuple[dict[str, int], NodeCpu, float] | None = None
         self._zones: dict[str, Zone] = {}  # the latest reading's: the zones shown
         self._distrusted: dict[str, str] = {}  # covering zone -> why it is not in the node total
@@ -121,6 +132,7 @@ class Sampler:
         self._pod_seen_s: dict[str, float] = {}
         self._container_seen_s: dict[tuple[str, str], float] = {}
         self._node_j: dict[str, float] = {}
+        self._pods_total_j: dict[str, float] = {}
         self._pod_j: dict[str, dict[str, float]] = {}
         self._container_j: dict[str, dict[tuple[str, str], float]] = {}
         self._power_w: dict[str, float] = {}
@@ -164,6 +176,7 @@ class Sampler:
         for name in self._zones:
             if name not in self._node_j:
                 self._node_j[name] = 0.0
+                self._pods_total_j[name] = 0.0
                 self._pod_j[name] = {}
                 self._container_j[name] = {}
         if prev is None:
@@ -177,7 +190,8 @@ class Sampler:
         zones_j = self._deltas_j(energy_uj, prev_uj, elapsed_s)
         self._judge_covers(zones_j)
         for name, zone_j in zones_j.items():
-            self._accumulate(name, zone_j, attribute(zone_j, fractions))
+            per_pod = self._all_pod_zones or self._in_node_total(self._zones[name])
+            self._accumulate(name, zone_j, attribute(zone_j, fractions, per_pod))
             self._power_w[name] = zone_j / elapsed_s if elapsed_s > 0 else 0.0
 
     def _deltas_j(
@@ -252,6 +266,7 @@ class Sampler:
 
     def _accumulate(self, zone: str, zone_j: float, att: ZoneAttribution[str, str]) -> None:
         self._node_j[zone] += zone_j
+        self._pods_total_j[zone] += att.pods_total_j
         pod_j = self._pod_j[zone]
         for uid, j in att.pods_j.items():
             pod_j[uid] = pod_j.get(uid, 0.0) + j
@@ -313,6 +328,7 @@ class Sampler:
             read_errors=self._read_errors(),
             sample_duration_s=duration_s,
             pods_present=pods_present,
+            pods_total_j={zone: j for zone, j in self._pods_total_j.items() if zone in shown},
         )
 
 

@@ -17,6 +17,7 @@ import os
 import resource
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -143,6 +144,8 @@ class PodUsageReader:
 
     def read(self) -> UsageReading:
         parse, open_fds, pread, apps_of = self._parse, self._open_fds, os.pread, self._known_containers
+        # pread's size and offset for map(): C-level loops over a pod's descriptors, no frame each.
+        sizes, offsets = repeat(_READ_BYTES), repeat(0)
         pods = []
         self._errors = 0
         scanned: list[PodCgroup] = []
@@ -159,7 +162,7 @@ class PodUsageReader:
                 if fds is not None and pod.usage_file is not None:
                     try:
                         if wanted is None:
-                            values = [parse(pread(fd, _READ_BYTES, 0)) for fd in fds]  # type: ignore[arg-type]
+                            values = list(map(parse, map(pread, fds, sizes, offsets)))  # type: ignore[arg-type]
                             containers = dict(zip(pod.container_ids, values[1:], strict=True))
                             pods.append(PodUsage(pod.uid, values[0], containers))
                             continue

@@ -5,6 +5,9 @@ resourceVersion; on any error it waits and lists again. Lookups read a dict the 
 replaces, so they never block on the API. Without API access every lookup answers None and
 pods are exported by uid alone.
 
+close() does not wait for the watch to end (it stays open for minutes when nothing changes):
+it shuts the watch's socket, which wakes the thread, so energyd stops promptly on SIGTERM.
+
 A deleted pod (a DELETED event, or gone from a new list) keeps its name for `keep_deleted_s`:
 the sampler keeps exporting its energy for its grace period after the cgroup goes, and that
 series must keep its namespace and name rather than reappear labelled by uid.
@@ -12,7 +15,9 @@ series must keep its namespace and name rather than reappear labelled by uid.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -61,6 +66,24 @@ def pod_meta(pod: Any) -> tuple[str, PodMeta]:
     return pod.metadata.uid, meta
 
 
+# How long close() waits for the thread once the watch's socket is shut (it takes milliseconds).
+CLOSE_WAIT_S = 1.0
+
+
+def _shut(w: Any) -> None:
+    """Shuts the socket of a kubernetes Watch's open response, so a read blocked on it returns.
+
+    Watch keeps that response in `_resp` (kubernetes 2x-3x) and urllib3's response its
+    connection's socket; anything else (no watch yet, between two) is left alone.
+    """
+    sock = getattr(getattr(getattr(w, "_resp", None), "connection", None), "sock", None)
+    if isinstance(sock, socket.socket):
+        # The plain socket's shutdown, also for TLS: it wakes the reader without touching the
+        # TLS state that thread is using. OSError: already closed, the reader is awake anyway.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class KubePodNames:
     """Names of the pods on one node, kept current by list + watch through a CoreV1Api."""
 
@@ -83,6 +106,7 @@ class KubePodNames:
         self._pods: dict[str, tuple[PodMeta, float | None]] = {}
         self._stop = threading.Event()
         self._synced = threading.Event()
+        self._watch: Any = None  # the kubernetes.watch.Watch streaming now, for close() to end
         self._thread = threading.Thread(target=self._run, name="pod-names", daemon=True)
         self._thread.start()
 
@@ -102,7 +126,10 @@ class KubePodNames:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self._retry_s + 1)
+        _shut(self._watch)
+        # The thread is a daemon: should a list still hang (it has no timeout of its own), the
+        # process may exit without it.
+        self._thread.join(timeout=CLOSE_WAIT_S)
 
     def _run(self) -> None:
         from kubernetes import watch
@@ -114,7 +141,9 @@ class KubePodNames:
                 self._synced.set()
                 version = listed.metadata.resource_version
                 while not self._stop.is_set():
-                    w = watch.Watch()
+                    w = self._watch = watch.Watch()
+                    if self._stop.is_set():  # close() came before the watch it would shut
+                        break
                     for event in w.stream(
                         self._api.list_pod_for_all_namespaces,
                         field_selector=self._selector,
@@ -127,6 +156,8 @@ class KubePodNames:
                         self._apply(event["type"], event["object"])
                         version = event["object"].metadata.resource_version
             except Exception as err:  # any API failure: keep the old names, list again later
+                if self._stop.is_set():
+                    break  # close() shut the watch's socket: the failure is ours
                 log.warning("pod names from the Kubernetes API unavailable: %s", err)
                 self._stop.wait(self._retry_s)
 

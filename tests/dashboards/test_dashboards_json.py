@@ -168,3 +168,26 @@ def test_titles_say_what_the_queries_do(dashboards: dict[str, dict[str, Any]]) -
     assert "475" in (REPO / "docs" / "deploy.md").read_text()
     assert variables["pod"]["query"] == "label_values(energyd_pod_energy_joules_total, pod)"
     assert all('pod=~"$pod"' in e for t, es in by_title.items() if "($pod)" in t for e in es)
+
+
+def test_descriptions_name_only_current_energyd_flags(dashboards: dict[str, dict[str, Any]]) -> None:
+    import argparse
+
+    from energyd.cli import parser
+
+    [commands] = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    run_flags = {
+        flag: action.help or ""
+        for action in commands.choices["run"]._actions
+        for flag in action.option_strings
+    }
+    descriptions = {p["title"]: p.get("description", "") for p in panels(dashboards["energyd"])}
+    for title, text in descriptions.items():
+        for flag in re.findall(r"--[a-z][a-z-]*", text):
+            assert flag in run_flags, (title, flag)
+            assert not run_flags[flag].startswith("deprecated"), (title, flag)
+    # Pod series exist for the node-total zones only unless --pod-zones all: the per-zone pod
+    # panels say so; the cost panel quotes the default (pods only) and --containers.
+    for title in ("Top 10 pods by power per zone", "Attributed and unattributed power"):
+        assert "--pod-zones all" in descriptions[title], title
+    assert "--containers" in descriptions["Sampling cost (slowest node)"]

@@ -37,6 +37,14 @@ def test_pods_system_idle_add_up_to_every_zone(
             in_pod = [j for (u, _), j in att.containers_j.items() if u == uid]
             assert all(j >= 0.0 for j in in_pod)
             assert math.fsum(in_pod) <= att.pods_j[uid] * (1 + 1e-9) + 1e-12
+        assert math.isclose(att.pods_total_j, math.fsum(att.pods_j.values()), rel_tol=1e-9, abs_tol=1e-9)
+        # Without the per-pod split: the same totals, and no per-pod entries made.
+        totals = attribute(zone_j, fractions, per_pod=False)
+        assert (totals.pods_j, totals.containers_j) == ({}, {})
+        assert_conserved(zone_j, {0: totals.pods_total_j}, totals.system_j, totals.idle_j)
+        assert totals.system_j == att.system_j
+        for mine, full in ((totals.pods_total_j, att.pods_total_j), (totals.idle_j, att.idle_j)):
+            assert math.isclose(mine, full, rel_tol=1e-9, abs_tol=1e-6)
 
 
 def test_shares_follow_cpu_time() -> None:

@@ -180,6 +180,7 @@ def test_unusable_roots_are_refused(tmp_path: Path) -> None:
     ("data", "usage_us"),
     [
         (b"usage_usec 42\nuser_usec 40\n", 42),
+        (b"usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\nnr_periods 0\n", 1234567),
         (b"usage_usec 42", 42),
         (b"user_usec 40\nusage_usec 43\nsystem_usec 3\n", 43),
         (b"user_usec 40\nusage_usec 44", 44),
@@ -192,6 +193,10 @@ def test_cpu_stat_is_parsed_wherever_usage_usec_is(data: bytes, usage_us: int) -
 def test_cpu_stat_without_usage_usec_is_refused() -> None:
     with pytest.raises(ValueError, match="usage_usec"):
         v2.parse_usage_us(b"user_usec 40\nxusage_usec 4\n")
+    with pytest.raises(ValueError):
+        v2.parse_usage_us(b"usage_usec 4x\nuser_usec 40\n")
+    with pytest.raises(ValueError, match="usage_usec"):
+        v2.parse_usage_us(b"usage_usec\n")
 
 
 def test_descriptors_follow_churn(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ adapter/standin/kube.py served on loopback: a stand-in, not a real API server.""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,25 @@ def test_a_deleted_pod_keeps_its_name_for_keep_deleted_s(how: str) -> None:
         names.close()
         api.close()
         servers[-1].close()
+
+
+def test_close_ends_an_open_watch_promptly(served: tuple[WatchedStore, client.ApiClient]) -> None:
+    # The watch stays open for minutes when nothing changes; energyd must still stop at once
+    # on SIGTERM (a liveness bound, not a speed claim).
+    store, api = served
+    store.put_pod(pod_json("uid-1", "detect-0", "c1"))
+    before = set(threading.enumerate())
+    names = KubePodNames(client.CoreV1Api(api), "node-a", retry_s=30.0)
+    try:
+        assert names.wait_synced(5)
+        deadline = time.monotonic() + 5
+        while not store.watched_from and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.watched_from, "the watch never started"
+        time.sleep(0.2)  # the client is now blocked reading the open watch
+    finally:
+        started = time.monotonic()
+        names.close()
+        took_s = time.monotonic() - started
+    assert took_s < 2.0
+    assert not [t for t in set(threading.enumerate()) - before if t.name == "pod-names" and t.is_alive()]

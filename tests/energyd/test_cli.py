@@ -17,6 +17,7 @@ from energyd import __version__
 from energyd.cli import build, config_from_args, main, parser
 from energyd.config import Config
 from tests.energyd.cgroup_trees import NodeTree, container_id, pod_uid
+from tests.energyd.fixture_trees import set_energy, write_powercap_zone
 from tests.prom import free_port
 
 
@@ -221,3 +222,21 @@ def test_no_containers_is_accepted_and_warned_about(node: NodeTree, caplog: pyte
         argv = ["run", "--no-containers", "--host", "127.0.0.1", "--port", str(port), *root_flags(node)]
         assert main(argv) == 2
     assert "--no-containers is deprecated and does nothing" in caplog.text
+
+
+@pytest.mark.parametrize(("pod_zones", "package_per_pod"), [("node-total", False), ("all", True)])
+def test_pod_zones_reaches_the_sampler(node: NodeTree, pod_zones: str, package_per_pod: bool) -> None:
+    # psys is the node total: the package gets per-pod joules only with --pod-zones all.
+    write_powercap_zone(node.roots.sysfs, 1, "psys", 0)
+    daemon = build(Config(roots=node.roots, source="powercap", host="127.0.0.1", port=0, pod_zones=pod_zones))
+    try:
+        daemon.step()
+        node.set_energy_uj(4_000_000)
+        set_energy(node.roots.sysfs, 1, 8_000_000)
+        node.set_cpu(busy_s=1.0, idle_s=1.0)
+        node.cgroups.set_pod(pod_uid(1), 500_000)
+        snap = daemon.step()
+        assert snap.pod_energy_j["psys"] == {pod_uid(1): pytest.approx(2.0)}
+        assert bool(snap.pod_energy_j["package-0"]) is package_per_pod
+    finally:
+        daemon.close()

@@ -277,6 +277,7 @@ def test_node_total_marks_the_zones_that_sum_to_the_node(tmp_path: Path) -> None
         functools.partial(read_cpu_times, node.roots.procfs),
         PodUsageReader(node.roots.cgroup),
         NoNames(),
+        all_pod_zones=True,  # as `--pod-zones all` wires it: the default renderer shows a subset
     )
     sampler.step(100.0)
     # 1 s on 4 CPUs, the pod busy on one: psys 50 J, package 30 J, core 20 J.

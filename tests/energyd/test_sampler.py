@@ -26,7 +26,10 @@ ZONE = "package-0"
 
 
 def sampler_for(
-    node: NodeTree, grace_period_s: float = 300.0, max_power_w: dict[str, float] | None = None
+    node: NodeTree,
+    grace_period_s: float = 300.0,
+    max_power_w: dict[str, float] | None = None,
+    all_pod_zones: bool = False,
 ) -> Sampler:
     source, _ = open_source("powercap", node.roots)
     return Sampler(
@@ -36,6 +39,7 @@ def sampler_for(
         NoNames(),
         grace_period_s=grace_period_s,
         max_power_w=max_power_w,
+        all_pod_zones=all_pod_zones,
     )
 
 
@@ -43,11 +47,16 @@ def pod_j(snap: Snapshot, uid: str) -> float | None:
     return snap.pod_energy_j[ZONE].get(uid)
 
 
-def assert_conserved(snap: Snapshot) -> None:
+def assert_conserved(snap: Snapshot, per_pod: tuple[str, ...] = (ZONE,)) -> None:
+    """pods + system + idle = node in every zone; in the zones `per_pod` (those attributed per
+    pod at every pass so far, no pod expired) the pods' own joules add up to the pods' total."""
     for zone, node_j in snap.node_energy_j.items():
-        parts = list(snap.pod_energy_j[zone].values())
+        parts = [snap.pods_total_j[zone]]
         parts += [snap.unattributed_j.get((zone, k), 0.0) for k in ("system", "idle")]
         assert math.isclose(math.fsum(parts), node_j, rel_tol=1e-9, abs_tol=1e-9)
+    for zone in per_pod:
+        pods_j = math.fsum(snap.pod_energy_j[zone].values())
+        assert math.isclose(pods_j, snap.pods_total_j[zone], rel_tol=1e-9, abs_tol=1e-9)
 
 
 @pytest.fixture
@@ -339,6 +348,44 @@ def test_a_flat_psys_is_distrusted_and_packages_plus_dram_are_the_node_total(tmp
     assert not [s for s in snap.sources if s.reason.startswith("psys")]
 
 
+@pytest.mark.parametrize("all_pod_zones", [False, True])
+def test_only_the_zones_with_pod_series_are_attributed_per_pod(tmp_path: Path, all_pod_zones: bool) -> None:
+    node = psys_node(tmp_path)
+    node.cgroups.set_pod(A, 0)
+    node.cgroups.set_container(A, CA, 0)
+    sampler = sampler_for(node, all_pod_zones=all_pod_zones)
+    sampler.step(0.0)
+    # psys (100 J) is the node total: by default only it gets per-pod joules.
+    node.set_energy_uj(30_000_000)
+    set_energy(node.roots.sysfs, "0:0", 10_000_000)
+    set_energy(node.roots.sysfs, 1, 100_000_000)
+    node.set_cpu(busy_s=2.0, idle_s=2.0)
+    node.cgroups.set_pod(A, 1_000_000)
+    node.cgroups.set_container(A, CA, 1_000_000)
+    snap = sampler.step(1.0)
+    assert snap.pod_energy_j["psys"] == {A: pytest.approx(25.0)}
+    assert snap.container_energy_j["psys"] == {(A, CA): pytest.approx(25.0)}
+    for zone, zone_j in (("package-0", 30.0), ("dram-0", 10.0)):
+        # Skipped or not, the pods' total and system and idle are the same.
+        assert snap.pods_total_j[zone] == pytest.approx(zone_j / 4)
+        assert snap.unattributed_j[(zone, "system")] == pytest.approx(zone_j / 4)
+        assert snap.unattributed_j[(zone, "idle")] == pytest.approx(zone_j / 2)
+        assert snap.pod_energy_j[zone] == ({A: pytest.approx(zone_j / 4)} if all_pod_zones else {})
+        assert bool(snap.container_energy_j[zone]) is all_pod_zones
+    assert_conserved(snap, per_pod=("psys", "package-0", "dram-0") if all_pod_zones else ("psys",))
+    # psys stays flat while the package moves: package + dram are the node total from this
+    # interval on, and get per-pod joules from it.
+    node.set_energy_uj(70_000_000)
+    set_energy(node.roots.sysfs, "0:0", 30_000_000)
+    node.set_cpu(busy_s=4.0, idle_s=4.0)
+    node.cgroups.set_pod(A, 2_000_000)
+    snap = sampler.step(2.0)
+    assert snap.pod_energy_j["package-0"][A] == pytest.approx(17.5 if all_pod_zones else 10.0)
+    assert snap.pod_energy_j["dram-0"][A] == pytest.approx(7.5 if all_pod_zones else 5.0)
+    assert snap.pod_energy_j["psys"] == {A: pytest.approx(25.0)}  # kept as it was: no energy
+    assert_conserved(snap, per_pod=("psys", "package-0", "dram-0") if all_pod_zones else ("psys",))
+
+
 def test_a_vanished_zone_has_no_series_and_a_returning_one_counts_from_its_new_reading(
     tmp_path: Path,
 ) -> None:
@@ -375,7 +422,7 @@ def test_a_vanished_zone_has_no_series_and_a_returning_one_counts_from_its_new_r
     snap = sampler.step(4.0)
     assert snap.node_energy_j["psys"] == pytest.approx(50.0)
     assert {z for z, t in snap.in_node_total.items() if t} == {"psys"}
-    assert_conserved(snap)
+    assert_conserved(snap, per_pod=())
 
 
 def test_a_long_source_outage_does_not_expire_running_pods(node: NodeTree) -> None:
