@@ -186,7 +186,10 @@ def test_an_event_perf_cannot_count_is_named_and_counted(log: Path, tmp_path: Pa
     source = PerfSource(sysfs, interval_s=0.05, perf_command=command)
     package = Zone("package", None, True, None)
     try:
-        wait_for(lambda: source.read_uj().get(package) == 39_640_000)
+        # The second interval's gpu line follows its package line: wait for both to be parsed.
+        wait_for(
+            lambda: source.read_uj().get(package) == 39_640_000 and source.read_errors().get("not_counted") == 2
+        )
         assert [z.name for z in source.read_uj()] == ["package"]
         [skip] = source.skipped()
         assert skip.where == "power/energy-gpu/" and skip.read_error
