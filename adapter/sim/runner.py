@@ -6,6 +6,7 @@ SimCluster that stands in for Prometheus and Seldon.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ class RunSpec:
     solver: str = "auto"
     switch_delay_s: float | None = None  # None: ClusterSettings' default
     gamma: float | None = None  # the energy policy's weight; None: policies.ENERGY_GAMMA
+    beta: float | None = None  # the cost weight; None: IPA's for the pipeline (policies.ipa_weights)
     interval_s: float = INTERVAL_S
+    node_idle_power_w: float = 0.0  # the node power floor (0: none); see floor_energy_j
 
 
 def run(
@@ -47,7 +50,7 @@ def run(
 
         base_solver = get_solver(spec.solver)
     sla_s = spec.sla_s if spec.sla_s is not None else default_sla_s(profile)
-    policy = make_policy(spec.policy, base_solver, profile, float(max(counts)), spec.seed, spec.gamma)
+    policy = make_policy(spec.policy, base_solver, profile, spec.seed, spec.gamma, spec.beta)
     cluster_settings = ClusterSettings(sla_s=sla_s)
     if spec.switch_delay_s is not None:
         cluster_settings = ClusterSettings(sla_s=sla_s, switch_delay_s=spec.switch_delay_s)
@@ -71,7 +74,10 @@ def run(
     )
     steps: list[StepResult] = []
     stats = cluster.run(lambda now_s: steps.append(loop.step(now_s)), spec.interval_s)
-    energy_j = stats.dynamic_energy_j + stats.idle_energy_j
+    if not 0.0 <= spec.node_idle_power_w <= 10_000.0:
+        raise ValueError(f"node_idle_power_w must be in [0, 10000] W, got {spec.node_idle_power_w}")
+    floor_j = spec.node_idle_power_w * stats.node_s
+    energy_j = stats.dynamic_energy_j + stats.idle_energy_j + floor_j
     requests = max(stats.requests, 1)
     return {
         "policy": spec.policy,
@@ -87,6 +93,8 @@ def run(
         "decisions": len(steps),
         "dynamic_energy_j": stats.dynamic_energy_j,
         "idle_energy_j": stats.idle_energy_j,
+        "node_s": stats.node_s,
+        "node_floor_energy_j": floor_j,
         "dropped_pct": 100.0 * stats.dropped / requests,
         "late_pct": 100.0 * stats.late / requests,
         "sla_violation_pct": 100.0 * (stats.dropped + stats.late) / requests,
@@ -96,6 +104,7 @@ def run(
         "sla_s": sla_s,
         "seed": spec.seed,
         "gamma": policy.weights.gamma,
+        "weights": dataclasses.asdict(policy.weights),
         "switch_delay_s": cluster_settings.switch_delay_s,
         "log": [_log_entry(r) for r in steps],
     }
