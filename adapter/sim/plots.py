@@ -93,7 +93,7 @@ def frontiers(path: Path, pipeline: str, summary: Mapping[str, Any]) -> None:
                 markersize=4,
                 label="cost-only (beta swept)" if name == "cost_frontier" else "energy (gamma swept, beta 0)",
             )
-        for policy, marker in (("ipa", "*"), ("energy (tuned)", "D"), ("fa2-low", "v")):
+        for policy, marker in (("ipa", "*"), ("energy frontier, tuned gamma", "D"), ("fa2-low", "v")):
             m = policies[policy]
             ax.scatter(
                 [m[key] / 1000],
