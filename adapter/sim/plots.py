@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 COLOURS = {
     "ipa": "tab:blue",
@@ -41,7 +43,8 @@ def decisions_over_time(
         top = axes[0][col]
         top.plot(range(len(counts)), counts, color="black", linewidth=0.6, label="arrivals")
         top.step(t, [e["predicted_rps"] for e in log], where="post", color="tab:red", label="predicted")
-        top.set_title(policy, fontsize=10, color=COLOURS.get(policy, "black"))
+        colour = COLOURS.get(policy.split(" ")[0], "black")
+        top.set_title(policy, fontsize=10, color=colour)
         top.set_ylabel("req/s", fontsize=8)
         top.legend(fontsize=7, loc="upper right")
         for s, stage in enumerate(stages):
@@ -56,7 +59,7 @@ def decisions_over_time(
                 ax = axes[1 + 3 * s + k][col]
                 if col:
                     ax.sharey(axes[1 + 3 * s + k][0])
-                ax.step(t, values, where="post", color=COLOURS.get(policy, "black"))
+                ax.step(t, values, where="post", color=colour)
                 ax.set_ylabel(f"{stage}\n{label}", fontsize=7)
                 if label == "variant":
                     ax.set_yticks(range(len(names)), names, fontsize=7)
@@ -67,6 +70,15 @@ def decisions_over_time(
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+
+
+def _log_x(ax: Axes) -> None:
+    """A log x axis labelled at 1-2-5 steps in plain numbers: the default labels some minor ticks
+    as 3x10^2 and 4x10^2, which run into each other."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def frontiers(path: Path, pipeline: str, summary: Mapping[str, Any]) -> None:
@@ -105,7 +117,7 @@ def frontiers(path: Path, pipeline: str, summary: Mapping[str, Any]) -> None:
                 color=COLOURS.get(policy.split(" ")[0], "black"),
                 edgecolors="black",
             )
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_xlabel(label)
         ax.set_ylabel("PAS (mean over test windows)")
         ax.grid(alpha=0.3, which="both")
@@ -120,7 +132,7 @@ def frontiers(path: Path, pipeline: str, summary: Mapping[str, Any]) -> None:
             color=COLOURS.get(policy.split(" ")[0], "black"),
             marker="D" if "tuned" in policy else "o",
         )
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("kJ, no node floor (estimate), log")
     ax.set_ylabel("PAS")
     ax.set_title("every policy", fontsize=9)
