@@ -34,9 +34,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "latency, PAS, cores, joules; docs/simulator.md)."
         ),
         epilog=(
-            "policies: ipa (accuracy vs cores, gamma = 0), energy (with an energy weight), fa2-low / "
-            "fa2-high (variants frozen at the lightest / heaviest), rim-high (heaviest variants, "
-            "replicas pinned), qlearning (tabular epsilon-greedy). Example: adapter simulate --profile "
+            "policies, as IPA's experiment configs define them and at IPA's weights for the pipeline: "
+            "ipa (accuracy vs cores), energy (plus an energy weight), fa2-low / fa2-high (variants "
+            "frozen at the lightest / IPA's yolov5s + resnet101), rim-high (3 replicas per stage, "
+            "variants free), qlearning (tabular epsilon-greedy). Example: adapter simulate --profile "
             "adapter/data/profiles/video.yaml --workload bursty --policy energy"
         ),
     )

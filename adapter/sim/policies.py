@@ -30,8 +30,9 @@ from adapter.sim.qlearning import QLearningSolver
 POLICY_NAMES = ("ipa", "energy", "fa2-low", "fa2-high", "rim-high", "qlearning")
 # IPA's (alpha, beta) per pipeline name, when the profile states none (docstring: the configs).
 IPA_WEIGHTS_BY_PIPELINE = {"video": (2.0, 1.0), "nlp": (10.0, 0.5)}
-# The energy weight per watt when the evaluation does not tune one: at IPA's beta = 1 per core,
-# a watt then costs 0.3 / 2.75 W per busy core ~ a tenth of a core.
+# The energy weight per watt when the evaluation does not tune one: a busy core's ~2.75 W in the
+# shipped profiles then costs ~0.8, about IPA's video beta of 1 per core, so watts count about
+# as much as cores.
 ENERGY_GAMMA = 0.3
 FA2_HIGH_VARIANTS = frozenset({"yolov5s", "resnet101"})  # video-3.yaml initial_active_model
 RIM_REPLICAS = 3  # video-5.yaml initial_replica

@@ -165,7 +165,8 @@ def _sensitivity_table(name: str, rows: Sequence[Mapping[str, Any]]) -> str:
         "",
         "The tuned energy point (beta 0, gamma) against the cost-only point at the same trade-off rate "
         f"(gamma 0, beta = gamma x {WATTS_PER_CORE:g} W per core), under each setting; joules change: "
-        "energy against cost-only, per window, 95 % t-interval.",
+        "energy against cost-only, per window, 95 % t-interval. SLA x1 is the default rule "
+        "(adapter.profiles.default_sla_s); identical rows mean the setting bound no decision.",
         "",
         "| setting | cost-only PAS | cost-only SLA viol. % | cost-only kJ | energy PAS | energy SLA viol. % | energy kJ | joules change (95 % CI) |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
@@ -193,9 +194,10 @@ def _curve_table(name: str, window: str, rows: Sequence[Mapping[str, Any]]) -> s
     ]
     for r in rows:
         lines.append(
-            f"| {r['episodes']} | {r['problems']} | {r['feasible']} | {r['within']} | {r['mean_gap_pct']:.1f} | {r['at_start']} |"
+            f"| {r['episodes']} | {r['problems']} | {r['feasible']} | {r['within']} | "
+            f"{'–' if math.isnan(r['mean_gap_pct']) else format(r['mean_gap_pct'], '.1f')} | {r['at_start']} |"
         )
-    return "\n".join([*lines, ""])
+    return "\n".join([*lines, "", ""])
 
 
 def _shown_name(policy: str) -> str:
