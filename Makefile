@@ -51,8 +51,8 @@ bench: $(STAMP)  ## benchmarks: energyd sampling, solver times, simulator speed
 
 # Every measured profile shipped (synthetic examples excluded) through every workload and policy.
 EVAL_PROFILES ?= $(filter-out adapter/data/profiles/synthetic-%,$(wildcard adapter/data/profiles/*.yaml))
-evaluate: $(STAMP)  ## simulate workloads x policies x seeds; writes docs/evaluation/README.md + PNGs
-	$(BIN)/adapter evaluate --profiles $(EVAL_PROFILES) --out docs/evaluation --seeds 3 --jobs 2
+evaluate: $(STAMP)  ## simulate windows x policies x frontiers (gamma tuned on held-out windows); writes docs/evaluation/README.md + PNGs
+	$(BIN)/adapter evaluate --profiles $(EVAL_PROFILES) --out docs/evaluation --jobs 2
 
 dashboards: $(STAMP)  ## regenerate the committed Grafana dashboards' JSON in deploy/grafana/dashboards/
 	$(BIN)/python -m dashboards.generate

@@ -50,6 +50,17 @@ class BatchPoint(BaseModel):
         return self.throughput_rps if self.throughput_rps is not None else self.size / self.latency_s
 
 
+class IpaWeights(BaseModel):
+    """IPA's own objective weights for this pipeline (its experiment configs' alpha and beta),
+    which the evaluation's `ipa` policy uses when a profile states them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    alpha: float = Field(ge=0, le=limits.MAX_WEIGHT)
+    beta: float = Field(ge=0, le=limits.MAX_WEIGHT)
+    source: str | None = Field(default=None, max_length=1000)
+
+
 class Variant(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -105,6 +116,8 @@ class Profile(BaseModel):
     measured_on: str | None = None
     # The pipeline's end-to-end SLA; absent: IPA's rule (default_sla_s).
     sla_s: float | None = Field(default=None, gt=0, le=limits.MAX_SLA_S)
+    # IPA's weights for this pipeline; absent: adapter.sim.policies' table by pipeline name.
+    ipa_weights: IpaWeights | None = None
     stages: tuple[Stage, ...] = Field(min_length=1, max_length=limits.MAX_STAGES)
 
     @model_validator(mode="after")

@@ -34,9 +34,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "latency, PAS, cores, joules; docs/simulator.md)."
         ),
         epilog=(
-            "policies: ipa (accuracy vs cores, gamma = 0), energy (with an energy weight), fa2-low / "
-            "fa2-high (variants frozen at the lightest / heaviest), rim-high (heaviest variants, "
-            "replicas pinned), qlearning (tabular epsilon-greedy). Example: adapter simulate --profile "
+            "policies, as IPA's experiment configs define them and at IPA's weights for the pipeline: "
+            "ipa (accuracy vs cores), energy (plus an energy weight), fa2-low / fa2-high (variants "
+            "frozen at the lightest / IPA's yolov5s + resnet101), rim-high (3 replicas per stage, "
+            "variants free), qlearning (tabular epsilon-greedy). Example: adapter simulate --profile "
             "adapter/data/profiles/video.yaml --workload bursty --policy energy"
         ),
     )
@@ -46,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--trace", type=Path, help="CSV, one integer per line: the requests arriving in that second"
     )
     trace.add_argument(
-        "--workload", choices=sorted(WORKLOADS), help="one of IPA's 20-minute windows of the Twitter trace (adapter/data/workloads)"
+        "--workload",
+        choices=sorted(WORKLOADS),
+        help="one of IPA's 20-minute windows of the Twitter trace (adapter/data/workloads)",
     )
     sim.add_argument("--policy", choices=POLICY_NAMES, required=True)
     sim.add_argument(
@@ -69,14 +72,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ev = subparsers.add_parser(
         "evaluate",
         help="every workload x policy x seed -> docs/evaluation",
-        description="Simulate every built-in workload under every policy and seed for each profile; "
-        "write a Markdown report with tables and PNG plots (what make evaluate runs).",
+        description="Simulate IPA's windows and the drawn ones under every policy and both frontiers "
+        "(beta and gamma swept) for each profile; tune gamma on the tune windows, score on the test "
+        "windows; write a Markdown report with tables and PNG plots (what make evaluate runs).",
     )
     ev.add_argument("--profiles", type=Path, nargs="+", required=True, help="profile files")
     ev.add_argument(
         "--out", type=Path, default=Path("docs/evaluation"), help="report folder (default: %(default)s)"
     )
-    ev.add_argument("--seeds", type=int, default=3, help="seeds per cell (default: %(default)s)")
+    ev.add_argument(
+        "--node-idle-power-w",
+        type=float,
+        default=None,
+        help="the node power floor's idle watts per node (default: 72, ipa-ext's idle node)",
+    )
     ev.add_argument("--jobs", type=int, default=2, help="worker processes (default: %(default)s)")
     ev.add_argument(
         "--solver", default="auto", help="solver behind the optimising policies (default: %(default)s)"
@@ -119,7 +128,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     _quiet_loop()
     try:
-        evaluate(args.profiles, args.out, seeds=args.seeds, jobs=args.jobs, solver=args.solver)
+        floor = {} if args.node_idle_power_w is None else {"node_idle_power_w": args.node_idle_power_w}
+        evaluate(args.profiles, args.out, jobs=args.jobs, solver=args.solver, **floor)
     except (AdapterError, ValueError, OSError) as exc:
         print(f"adapter evaluate: {exc}", file=sys.stderr)
         return 2

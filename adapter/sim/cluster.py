@@ -54,6 +54,14 @@ class ClusterSettings:
     # "arrivals" (an arrival counter). The default is what `make run`'s stand-in exposes.
     demand_signal: Literal["served", "backlog", "arrivals"] = "backlog"
     rate_window_s: int = 1  # the [range] of rate() over the per-second samples
+    # Node packing for the node power floor: the configuration's replicas, all stages together,
+    # fill ceil(replicas / replicas_per_node) nodes; SimStats.node_s integrates that count, and
+    # the report charges each node-second a node's idle power (0 W: no floor).
+    replicas_per_node: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.replicas_per_node <= 10_000:
+            raise ValueError(f"replicas_per_node must be in [1, 10000], got {self.replicas_per_node}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class SimStats:
     cores_mean: float  # time-weighted over the horizon
     pas_mean: float  # time-weighted over the horizon
     switches: int  # configurations that took effect
+    node_s: float = 0.0  # node-seconds occupied (ClusterSettings.replicas_per_node packing)
 
 
 class SimObserver(Protocol):
@@ -207,8 +216,8 @@ class SimCluster:
         switches = 0
         # Time integrals of the configuration in force: idle watts, cores, PAS.
         last_t = 0.0
-        idle_w = cores = pas = 0.0
-        idle_j = cores_s = pas_s = 0.0
+        idle_w = cores = pas = nodes = 0.0
+        idle_j = cores_s = pas_s = node_s = 0.0
 
         def dispatch(s: int, now: float) -> None:
             nonlocal dropped, dynamic_j
@@ -279,11 +288,13 @@ class SimCluster:
                 idle_j += idle_w * (now - last_t)
                 cores_s += cores * (now - last_t)
                 pas_s += pas * (now - last_t)
+                node_s += nodes * (now - last_t)
                 last_t = now
                 self._config = list(data)  # type: ignore[call-overload]
                 idle_w = sum(c.replicas * c.variant.idle_power_w for c in self._config)
                 cores = sum(c.replicas * c.variant.cores for c in self._config)
                 pas = 100.0 * float(np.prod([c.variant.accuracy / 100.0 for c in self._config]))
+                nodes = float(-(-sum(c.replicas for c in self._config) // settings.replicas_per_node))
                 switches += 1
                 for stage in range(n_stages):
                     dispatch(stage, now)
@@ -291,6 +302,7 @@ class SimCluster:
         idle_j += idle_w * (horizon_s - last_t)
         cores_s += cores * (horizon_s - last_t)
         pas_s += pas * (horizon_s - last_t)
+        node_s += nodes * (horizon_s - last_t)
         ids = np.asarray(served_ids, dtype=np.int64)
         latencies = np.asarray(done_s)[ids] - self._arrivals_s[ids]
         return SimStats(
@@ -305,4 +317,5 @@ class SimCluster:
             cores_mean=cores_s / horizon_s,
             pas_mean=pas_s / horizon_s,
             switches=switches,
+            node_s=node_s,
         )

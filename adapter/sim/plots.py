@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 COLOURS = {
     "ipa": "tab:blue",
@@ -22,101 +24,120 @@ COLOURS = {
 def decisions_over_time(
     path: Path, title: str, counts: Sequence[int], logs: Mapping[str, list[dict[str, Any]]]
 ) -> None:
-    """Arrival rate, then per policy: cores, PAS and modelled power of each decision."""
-    fig = Figure(figsize=(10, 10))
-    axes = fig.subplots(4, 1, sharex=True)
-    axes[0].plot(range(len(counts)), counts, color="black", linewidth=0.6, label="arrivals")
-    # Every policy sees the same load and predictor, so one prediction line serves them all.
+    """Arrivals and prediction on top; then one column per policy with, per stage, its variant,
+    batch and replicas tracks (each on its own axis, so no line hides another)."""
+    policies = list(logs)
     first = next(iter(logs.values()), [])
-    axes[0].step(
-        [e["t_s"] for e in first],
-        [e["predicted_rps"] for e in first],
-        where="post",
-        color="tab:red",
-        label="predicted",
-    )
-    for policy, log in logs.items():
+    stages = [c["stage"] for c in first[0]["stages"]] if first and first[0]["stages"] else []
+    rows = 1 + 3 * len(stages)
+    fig = Figure(figsize=(5 * max(len(policies), 1), 1.6 * rows + 1))
+    axes = fig.subplots(rows, max(len(policies), 1), sharex=True, squeeze=False)
+    # One variant axis per stage for every policy: the union of the variants any policy chose.
+    names_by_stage = [
+        sorted({e["stages"][s]["variant"] for log in logs.values() for e in log if e["stages"]})
+        for s in range(len(stages))
+    ]
+    for col, policy in enumerate(policies):
+        log = [e for e in logs[policy] if e["stages"]]
         t = [e["t_s"] for e in log]
-        colour = COLOURS.get(policy)
-        axes[1].step(t, [e["cores"] for e in log], where="post", color=colour, label=policy)
-        axes[2].step(t, [e["pas"] for e in log], where="post", color=colour, label=policy)
-        axes[3].step(t, [e["power_w"] for e in log], where="post", color=colour, label=policy)
-    for ax, label in zip(axes, ("requests/s", "cores", "PAS", "modelled power (W)"), strict=True):
-        ax.set_ylabel(label, fontsize=8)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7, ncol=3)
-    axes[-1].set_xlabel("time (s)")
+        top = axes[0][col]
+        top.plot(range(len(counts)), counts, color="black", linewidth=0.6, label="arrivals")
+        top.step(t, [e["predicted_rps"] for e in log], where="post", color="tab:red", label="predicted")
+        colour = COLOURS.get(policy.split(" ")[0], "black")
+        top.set_title(policy, fontsize=10, color=colour)
+        top.set_ylabel("req/s", fontsize=8)
+        top.legend(fontsize=7, loc="upper right")
+        for s, stage in enumerate(stages):
+            variants = [e["stages"][s]["variant"] for e in log]
+            names = names_by_stage[s]
+            tracks = (
+                ("variant", [names.index(v) for v in variants]),
+                ("batch", [e["stages"][s]["batch"] for e in log]),
+                ("replicas", [e["stages"][s]["replicas"] for e in log]),
+            )
+            for k, (label, values) in enumerate(tracks):
+                ax = axes[1 + 3 * s + k][col]
+                if col:
+                    ax.sharey(axes[1 + 3 * s + k][0])
+                ax.step(t, values, where="post", color=colour)
+                ax.set_ylabel(f"{stage}\n{label}", fontsize=7)
+                if label == "variant":
+                    ax.set_yticks(range(len(names)), names, fontsize=7)
+                    ax.set_ylim(-0.5, len(names) - 0.5)
+                ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
 
 
-def tradeoff(
-    path: Path,
-    title: str,
-    sweep: Sequence[Mapping[str, float]],
-    baselines: Mapping[str, Mapping[str, float]],
-) -> None:
-    """PAS against joules for each gamma of the sweep (annotated), baselines as markers, and
-    the SLA violations of each sweep point on a second panel."""
-    fig = Figure(figsize=(12, 5))
-    (ax, ax2) = fig.subplots(1, 2)
-    ax.plot(
-        [p["energy_j"] for p in sweep],
-        [p["pas_mean"] for p in sweep],
-        "-o",
-        color="tab:green",
-        label="IPA, gamma sweep",
-    )
-    for p in sweep:
-        ax.annotate(
-            f"{p['gamma']:g}",
-            (p["energy_j"], p["pas_mean"]),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    for policy, m in baselines.items():
-        ax.scatter(
-            [m["energy_j"]], [m["pas_mean"]], marker="s", color=COLOURS.get(policy), label=policy, zorder=3
-        )
-    ax.set_xlabel("joules (all four workloads, mean over seeds)")
-    ax.set_ylabel("PAS (mean)")
+def _log_x(ax: Axes) -> None:
+    """A log x axis labelled at 1-2-5 steps in plain numbers: the default labels some minor ticks
+    as 3x10^2 and 4x10^2, which run into each other."""
     ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    gammas = [max(p["gamma"], 1e-6) for p in sweep]
-    ax2.plot(gammas, [p["sla_violation_pct"] for p in sweep], "-o", label="dropped + late")
-    ax2.plot(gammas, [p["dropped_pct"] for p in sweep], "-s", label="dropped")
-    ax2.set_xscale("log")
-    ax2.set_xlabel("gamma (per watt; 0 drawn at 1e-6)")
-    ax2.set_ylabel("SLA violations (% of requests)")
-    ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def energy_bars(path: Path, title: str, table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
-    """Joules per workload and policy, dynamic and idle stacked."""
-    workloads = list(table)
-    policies = list(next(iter(table.values())))
-    width = 0.8 / len(policies)
-    fig = Figure(figsize=(10, 4.5))
-    ax = fig.subplots()
-    for i, policy in enumerate(policies):
-        xs = [w + i * width for w in range(len(workloads))]
-        dyn = [table[w][policy]["dynamic_energy_j"] / 1000 for w in workloads]
-        idle = [table[w][policy]["idle_energy_j"] / 1000 for w in workloads]
-        colour = COLOURS.get(policy)
-        ax.bar(xs, dyn, width, color=colour, label=f"{policy}")
-        ax.bar(xs, idle, width, bottom=dyn, color=colour, alpha=0.4, hatch="//")
-    ax.set_xticks([w + 0.4 - width / 2 for w in range(len(workloads))], workloads)
-    ax.set_ylabel("kJ (solid: dynamic, hatched: idle)")
-    ax.legend(fontsize=8, ncol=3)
-    ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(title)
+def frontiers(path: Path, pipeline: str, summary: Mapping[str, Any]) -> None:
+    """PAS against kJ over the test windows: the cost-only and energy frontiers with IPA, the
+    tuned energy point and fa2-low, without and with the node floor; a third panel on a log
+    axis holds every baseline, the ones that dwarf the others included."""
+    fig = Figure(figsize=(16, 5))
+    axes = fig.subplots(1, 3)
+    policies = summary["policies"]
+    for ax, key, label in (
+        (axes[0], "energy_j", "kJ, no node floor (estimate)"),
+        (axes[1], "floor_energy_j", "kJ with node floor (estimate)"),
+    ):
+        for name, colour, marker in (
+            ("cost_frontier", "tab:blue", "-o"),
+            ("energy_frontier", "tab:green", "-s"),
+        ):
+            points = summary[name]
+            ax.plot(
+                [p[key] / 1000 for p in points],
+                [p["pas_mean"] for p in points],
+                marker,
+                color=colour,
+                markersize=4,
+                label="cost-only (beta swept)" if name == "cost_frontier" else "energy (gamma swept, beta 0)",
+            )
+        for policy, marker in (("ipa", "*"), ("energy frontier, tuned gamma", "D"), ("fa2-low", "v")):
+            m = policies[policy]
+            ax.scatter(
+                [m[key] / 1000],
+                [m["pas_mean"]],
+                marker=marker,
+                s=90,
+                zorder=3,
+                label=policy,
+                color=COLOURS.get(policy.split(" ")[0], "black"),
+                edgecolors="black",
+            )
+        _log_x(ax)
+        ax.set_xlabel(label)
+        ax.set_ylabel("PAS (mean over test windows)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="lower right")
+    ax = axes[2]
+    for policy, m in policies.items():
+        ax.scatter(
+            [m["energy_j"] / 1000],
+            [m["pas_mean"]],
+            s=60,
+            label=policy,
+            color=COLOURS.get(policy.split(" ")[0], "black"),
+            marker="D" if "tuned" in policy else "o",
+        )
+    _log_x(ax)
+    ax.set_xlabel("kJ, no node floor (estimate), log")
+    ax.set_ylabel("PAS")
+    ax.set_title("every policy", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{pipeline}: PAS against joules (energy ESTIMATED: linear in busy cores)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)

@@ -6,6 +6,7 @@ SimCluster that stands in for Prometheus and Seldon.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from adapter.loop import AdaptLoop, LoopSettings, StepResult
-from adapter.predict import MaxWindowPredictor
+from adapter.predict import make_predictor
 from adapter.problem import Solver
 from adapter.profiles import Profile, default_sla_s
 from adapter.sim.cluster import ClusterSettings, SimCluster
@@ -35,7 +36,10 @@ class RunSpec:
     solver: str = "auto"
     switch_delay_s: float | None = None  # None: ClusterSettings' default
     gamma: float | None = None  # the energy policy's weight; None: policies.ENERGY_GAMMA
+    beta: float | None = None  # the cost weight; None: IPA's for the pipeline (policies.ipa_weights)
     interval_s: float = INTERVAL_S
+    node_idle_power_w: float = 0.0  # the node power floor (0: none), per ClusterSettings' node
+    predictor: str = "max"  # "max" (IPA's max of the window) or "holt" (adapter.predict)
 
 
 def run(
@@ -46,8 +50,10 @@ def run(
         from adapter.solve import get_solver
 
         base_solver = get_solver(spec.solver)
+    if not 0.0 <= spec.node_idle_power_w <= 10_000.0:
+        raise ValueError(f"node_idle_power_w must be in [0, 10000] W, got {spec.node_idle_power_w}")
     sla_s = spec.sla_s if spec.sla_s is not None else default_sla_s(profile)
-    policy = make_policy(spec.policy, base_solver, profile, float(max(counts)), spec.seed, spec.gamma)
+    policy = make_policy(spec.policy, base_solver, profile, spec.seed, spec.gamma, spec.beta)
     cluster_settings = ClusterSettings(sla_s=sla_s)
     if spec.switch_delay_s is not None:
         cluster_settings = ClusterSettings(sla_s=sla_s, switch_delay_s=spec.switch_delay_s)
@@ -63,15 +69,18 @@ def run(
             replicas_max=policy.replicas or LoopSettings.replicas_max,
         ),
         load=cluster,
-        predictor=MaxWindowPredictor(
-            window_s=HISTORY_WINDOW_S, horizon_s=spec.interval_s + cluster_settings.switch_delay_s
+        predictor=make_predictor(
+            spec.predictor,
+            window_s=HISTORY_WINDOW_S,
+            horizon_s=spec.interval_s + cluster_settings.switch_delay_s,
         ),
         solver=policy.solver,
         actuator=cluster,
     )
     steps: list[StepResult] = []
     stats = cluster.run(lambda now_s: steps.append(loop.step(now_s)), spec.interval_s)
-    energy_j = stats.dynamic_energy_j + stats.idle_energy_j
+    floor_j = spec.node_idle_power_w * stats.node_s
+    energy_j = stats.dynamic_energy_j + stats.idle_energy_j + floor_j
     requests = max(stats.requests, 1)
     return {
         "policy": spec.policy,
@@ -87,6 +96,8 @@ def run(
         "decisions": len(steps),
         "dynamic_energy_j": stats.dynamic_energy_j,
         "idle_energy_j": stats.idle_energy_j,
+        "node_s": stats.node_s,
+        "node_floor_energy_j": floor_j,
         "dropped_pct": 100.0 * stats.dropped / requests,
         "late_pct": 100.0 * stats.late / requests,
         "sla_violation_pct": 100.0 * (stats.dropped + stats.late) / requests,
@@ -96,6 +107,7 @@ def run(
         "sla_s": sla_s,
         "seed": spec.seed,
         "gamma": policy.weights.gamma,
+        "weights": dataclasses.asdict(policy.weights),
         "switch_delay_s": cluster_settings.switch_delay_s,
         "log": [_log_entry(r) for r in steps],
     }

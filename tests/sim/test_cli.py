@@ -85,18 +85,26 @@ def test_simulate_refuses_an_unknown_policy(profile_path: Path, trace_path: Path
 
 def test_evaluate_writes_a_report_with_the_headline_and_plots(profile_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "evaluation"
-    traces = {"burst": TRACE, "flat": [5] * 60}
+    windows = {"burst": ("test", TRACE), "flat": ("test", [5] * 60), "tune": ("tune", [4] * 30 + [15] * 30)}
     readme = evaluate(
-        [profile_path], out, seeds=1, jobs=1, solver="exhaustive", traces=traces, gammas=(0.0, 0.005)
+        [profile_path], out, jobs=1, solver="exhaustive", windows=windows, multipliers=(0.01, 0.1, 1.0)
     )
     text = readme.read_text(encoding="utf-8")
-    assert "energy-aware IPA saves" in text and "### video / burst" in text and "### video / flat" in text
+    assert "**What was measured and what was estimated.**" in text and "issue 12" in text
+    assert "tune = tune; test = burst, flat" in text
     for policy in ("ipa", "energy", "fa2-low", "fa2-high", "rim-high", "qlearning"):
         assert f"| {policy} |" in text
-    for png in ("video-decisions.png", "video-tradeoff.png", "video-energy.png"):
+    assert "sensitivity" in text and "| switch delay 30 s |" in text
+    for png in ("video-decisions.png", "video-frontier.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert [p["gamma"] for p in results["video"]["sweep"]] == [0.0, 0.005]
+    video = results["video"]
+    assert [p["beta"] for p in video["cost_frontier"]] == [0.01, 0.1, 1.0]
+    assert [p["gamma"] for p in video["energy_frontier"]] == pytest.approx([0.01 / 3, 0.1 / 3, 1 / 3])
+    for key in ("energy_j", "floor_energy_j"):
+        assert video[key]["vs_frontier"]["of"] == 2.0
+    # The floor only adds joules.
+    assert all(m["floor_energy_j"] > m["energy_j"] for m in video["policies"].values())
 
 
 def test_simulate_replays_a_built_in_workload(profile_path: Path, tmp_path: Path) -> None:

@@ -225,3 +225,36 @@ def test_every_request_is_served_or_dropped(
     assert 0 <= stats.late <= stats.served == len(stats.latencies_s)
     assert all(stats.latencies_s > 0)
     assert stats.idle_energy_j > 0 and stats.dynamic_energy_j >= 0
+
+
+def test_the_node_floor_counts_packed_nodes_over_time() -> None:
+    small = fixed(PROFILE, [("yolov5n", 1, 1), ("resnet18", 1, 1)])  # 2 replicas: 1 node of 2
+    big = fixed(PROFILE, [("yolov5n", 1, 4), ("resnet18", 1, 1)])  # 5 replicas: 3 nodes of 2
+    settings = ClusterSettings(sla_s=1.0, switch_delay_s=5.0, replicas_per_node=2)
+    stats = replay([0] * 10, {0.0: small, 2.0: big}, settings)
+    assert stats.node_s == pytest.approx(7 * 1 + 3 * 3)
+    # Eight per node (the default): both fit on one node.
+    assert replay([0] * 10, {0.0: small, 2.0: big}, ClusterSettings(sla_s=1.0)).node_s == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="replicas_per_node"):
+        ClusterSettings(sla_s=1.0, replicas_per_node=0)
+
+
+def test_the_runner_adds_the_node_floor_to_the_joules() -> None:
+    from adapter.sim.runner import RunSpec, run
+    from adapter.solve import get_solver
+
+    counts = [3] * 30
+    plain = run(PROFILE, counts, RunSpec("ipa", solver="exhaustive"), get_solver("exhaustive"))
+    floored = run(
+        PROFILE, counts, RunSpec("ipa", solver="exhaustive", node_idle_power_w=72.0), get_solver("exhaustive")
+    )
+    assert plain["node_floor_energy_j"] == 0.0 and plain["node_s"] >= 30.0
+    assert floored["node_floor_energy_j"] == pytest.approx(72.0 * plain["node_s"])
+    assert floored["energy_j"] == pytest.approx(plain["energy_j"] + floored["node_floor_energy_j"])
+    with pytest.raises(ValueError, match="node_idle_power_w"):
+        run(
+            PROFILE,
+            counts,
+            RunSpec("ipa", solver="exhaustive", node_idle_power_w=-1.0),
+            get_solver("exhaustive"),
+        )

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from adapter.problem import Problem
-from adapter.sim.policies import POLICY_NAMES, heaviest, lightest, rim_replicas
+from adapter.profiles import parse_profile
+from adapter.sim.policies import POLICY_NAMES, RIM_REPLICAS, fa2_high, ipa_weights, lightest
 from adapter.sim.runner import RunSpec, run
 from adapter.solve import get_solver
 from tests.sim.profiles import video_profile
@@ -54,20 +55,41 @@ def test_feasible_decisions_meet_the_constraints_of_their_problem(
         assert problem.is_feasible(chosen), (policy, entry)
 
 
-def test_frozen_variants_and_pinned_replicas(results: dict[str, dict[str, Any]]) -> None:
-    for policy, pick in (("fa2-low", lightest), ("fa2-high", heaviest), ("rim-high", heaviest)):
+def test_baselines_are_ipas_definitions(results: dict[str, dict[str, Any]]) -> None:
+    # FA2: variants fixed (video-2.yaml: the lightest; video-3.yaml: yolov5s + resnet101).
+    assert [fa2_high(s).name for s in PROFILE.stages] == ["yolov5s", "resnet101"]
+    for policy, pick in (("fa2-low", lightest), ("fa2-high", fa2_high)):
         for entry in results[policy]["log"]:
             assert [c["variant"] for c in entry["stages"]] == [pick(s).name for s in PROFILE.stages]
-    pinned = rim_replicas(PROFILE, max(TRACE))
-    assert {c["replicas"] for e in results["rim-high"]["log"] for c in e["stages"]} == {pinned}
+    # RIM-high: 3 replicas per stage (video-5.yaml), variants left to the solver.
+    assert {c["replicas"] for e in results["rim-high"]["log"] for c in e["stages"]} == {RIM_REPLICAS} == {3}
     assert len({c["replicas"] for e in results["ipa"]["log"] for c in e["stages"]}) > 1
+    # Every baseline at IPA's weights for video (video-*.yaml: alpha 2, beta 1).
+    for policy in POLICY_NAMES:
+        weights = results[policy]["weights"]
+        assert (weights["alpha"], weights["beta"]) == (2.0, 1.0), policy
+        assert (weights["gamma"] > 0) == (policy == "energy")
 
 
-def test_the_energy_weight_saves_energy_on_the_same_trace(results: dict[str, dict[str, Any]]) -> None:
-    ipa, energy = results["ipa"], results["energy"]
-    assert energy["gamma"] > 0 == ipa["gamma"]
-    assert energy["energy_j"] < ipa["energy_j"]
-    assert results["fa2-low"]["pas_mean"] < ipa["pas_mean"] <= results["fa2-high"]["pas_mean"]
+def test_ipas_weights_come_from_the_profile_then_the_pipeline() -> None:
+    data = PROFILE.model_dump(exclude_none=True)
+    assert (ipa_weights(PROFILE).alpha, ipa_weights(PROFILE).beta) == (2.0, 1.0)
+    nlp = parse_profile(data | {"pipeline": "nlp"})
+    assert (ipa_weights(nlp).alpha, ipa_weights(nlp).beta) == (10.0, 0.5)
+    stated = parse_profile(data | {"ipa_weights": {"alpha": 3.0, "beta": 0.25, "source": "a config"}})
+    assert (ipa_weights(stated).alpha, ipa_weights(stated).beta) == (3.0, 0.25)
+    other = parse_profile(data | {"pipeline": "audio"})
+    assert ipa_weights(other).gamma == 0.0 and ipa_weights(other).beta == 0.01
+
+
+def test_the_energy_weight_and_the_cost_sweep_move_the_same_trace() -> None:
+    solver = get_solver("exhaustive")
+    cheap = run(PROFILE, TRACE, RunSpec("ipa", solver="exhaustive", beta=0.01), solver)
+    ipa = run(PROFILE, TRACE, RunSpec("ipa", solver="exhaustive"), solver)
+    energy = run(PROFILE, TRACE, RunSpec("energy", solver="exhaustive", beta=0.0, gamma=0.01), solver)
+    assert cheap["weights"]["beta"] == 0.01 and energy["weights"]["beta"] == 0.0
+    assert cheap["pas_mean"] > ipa["pas_mean"] and cheap["energy_j"] > ipa["energy_j"]
+    assert energy["energy_j"] < cheap["energy_j"]
 
 
 @pytest.mark.parametrize("policy", ["ipa", "qlearning"])

@@ -72,3 +72,14 @@ def test_another_family_trains_its_own_table_and_sequences_are_deterministic() -
     )
     again = QLearningSolver(seed=1)
     assert [again.solve(p).stages for p in (SMALL, NEAR, other_family)] == [a.stages for a in answers]
+
+
+def test_the_learning_curve_starts_at_the_start_state_and_closes_the_gap() -> None:
+    from adapter.sim.learning import learning_curve
+
+    rows = learning_curve(SMALL.profile, [4.0, 4.0, 6.0], 1.5, Weights(), episodes=(0, 1000))
+    untrained, trained = rows
+    assert untrained["problems"] == trained["problems"] == 2  # distinct rates only
+    assert untrained["episodes"] == 0 and untrained["at_start"] == 2
+    assert trained["within"] == trained["feasible"] == 2
+    assert trained["mean_gap_pct"] < untrained["mean_gap_pct"] or untrained["feasible"] < 2
