@@ -550,10 +550,10 @@ def _add_decide(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--sla-s", type=float, default=None, help="end-to-end SLA, seconds")
     for name, what in (("alpha", "accuracy"), ("beta", "cores"), ("gamma", "watts"), ("delta", "batch size")):
         p.add_argument(f"--{name}", type=float, default=None, help=f"objective weight of {what}")
-    p.add_argument("--replicas-min", type=int, default=1)
-    p.add_argument("--replicas-max", type=int, default=32)
+    p.add_argument("--replicas-min", type=int, default=1, help="fewest replicas per stage")
+    p.add_argument("--replicas-max", type=int, default=32, help="most replicas per stage")
     p.add_argument("--batch-sizes", type=_batch_sizes, default=None, help="allowed sizes, e.g. 1,2,4")
-    p.add_argument("--solver", default="auto", choices=SOLVER_NAMES)
+    p.add_argument("--solver", default="auto", choices=SOLVER_NAMES, help="auto: the fastest exact one installed")
     p.set_defaults(func=decide_command)
 
 

@@ -67,13 +67,15 @@ def _sizes(text: str) -> list[int]:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `profile` to the adapter's subcommands."""
     p = subparsers.add_parser("profile", help="measure real models here and write a profile file")
-    p.add_argument("--pipeline", choices=sorted(PIPELINES), required=True)
+    p.add_argument("--pipeline", choices=sorted(PIPELINES), required=True, help="which pipeline's models to measure")
     p.add_argument("--batch-sizes", type=_sizes, default=_sizes(DEFAULT_BATCH_SIZES), help="e.g. 1,2,4,8")
     p.add_argument("--variants", default="", help="only these variants, comma-separated (default: all)")
     p.add_argument("--duration-s", type=float, default=2.0, help="least measuring time per batch size")
     p.add_argument("--repeats", type=int, default=3, help="least number of timed batches per batch size")
     p.add_argument("--max-batch-latency-s", type=float, default=3.0, help="drop larger batch sizes past this")
-    p.add_argument("--latency-stat", choices=LATENCY_STATISTICS, default="median")
+    p.add_argument(
+        "--latency-stat", choices=LATENCY_STATISTICS, default="median", help="batch latency written as latency_s"
+    )
     p.add_argument("--cores", type=int, default=1, help="cores per replica = torch threads")
     p.add_argument("--idle-s", type=float, default=2.0, help="idle window for the node power fit")
     p.add_argument("--energy-source", choices=SOURCE_CHOICES, default="auto", help="--device cpu only")
@@ -90,8 +92,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--warmup-s", type=float, default=None, help="warm-up per size after one batch (cpu 0, cuda 0.5)"
     )
-    p.add_argument("--sysfs-root", type=Path, default=Roots.sysfs)
-    p.add_argument("--procfs-root", type=Path, default=Roots.procfs)
+    p.add_argument(
+        "--sysfs-root", type=Path, default=Roots.sysfs, help="holds class/powercap (energy for --device cpu)"
+    )
+    p.add_argument("--procfs-root", type=Path, default=Roots.procfs, help="holds stat (the node's CPU time)")
     p.add_argument("--note", default="", help="appended to measured_on (e.g. 'shared machine')")
     p.add_argument(
         "--name",

@@ -51,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=sorted(WORKLOADS),
         help="one of IPA's 20-minute windows of the Twitter trace (adapter/data/workloads)",
     )
-    sim.add_argument("--policy", choices=POLICY_NAMES, required=True)
+    sim.add_argument(
+        "--policy", choices=POLICY_NAMES, required=True, help="who decides (docs/simulator.md: each one's definition)"
+    )
     sim.add_argument(
         "--sla-s",
         type=float,
