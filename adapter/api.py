@@ -266,6 +266,7 @@ def create_app(
             metrics.set_in_force(profile, decision, request.sla_s)
             if hold is not None:
                 body["held_until_s"] = hold(profile.pipeline, decision, request.hold_s)
+                metrics.set_hold(profile.pipeline, body["held_until_s"])
             body.update(applied=True, dry_run=bool(getattr(actuator, "dry_run", False)))
         return body
 

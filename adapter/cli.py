@@ -106,6 +106,7 @@ class LoopRunner:
                 continue
             self.metrics.report(f"loop:{pipeline}", result.reason if result.degraded else None)
             self.metrics.set_rates(pipeline, result.observed_rps, result.predicted_rps)
+            self.metrics.set_hold(pipeline, result.held_until_s)
             if not result.degraded and result.decision is not None:
                 self.metrics.count_decision(pipeline, result.decision)
                 self.metrics.set_in_force(loop.profile, result.decision, loop.settings.sla_s)

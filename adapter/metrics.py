@@ -67,6 +67,12 @@ class AdapterMetrics:
             registry=r,
         )
         self.sla = Gauge("adapter_sla_seconds", "End-to-end latency SLA", ["pipeline"], registry=r)
+        self.hold_end = Gauge(
+            "adapter_hold_end_timestamp_seconds",
+            "Unix time until which a manual apply holds the pipeline's configuration; 0 when none",
+            ["pipeline"],
+            registry=r,
+        )
         self.pas = Gauge(
             "adapter_pas", "Pipeline accuracy score (100 x product of accuracies)", ["pipeline"], registry=r
         )
@@ -86,6 +92,9 @@ class AdapterMetrics:
             self.observed_rps.labels(pipeline).set(observed_rps)
         if predicted_rps is not None:
             self.predicted_rps.labels(pipeline).set(predicted_rps)
+
+    def set_hold(self, pipeline: str, held_until_s: float | None) -> None:
+        self.hold_end.labels(pipeline).set(held_until_s or 0.0)
 
     def set_in_force(self, profile: Profile, decision: Decision, sla_s: float) -> None:
         """The configuration gauges of one pipeline, from the decision now in force."""

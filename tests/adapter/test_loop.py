@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapter.actuate import DryRunActuator, configuration
 from adapter.actuate.seldon import SeldonActuator
@@ -199,9 +200,10 @@ def test_a_manual_apply_is_held_then_the_loop_resumes(query: PrometheusQuery) ->
 def test_post_decide_with_apply_holds_the_loop(query: PrometheusQuery) -> None:
     actuator = DryRunActuator()
     loop = make_loop(query, actuator)
+    metrics = AdapterMetrics()
     app = create_app(
         {"video": video_profile()},
-        AdapterMetrics(),
+        metrics,
         get_solver,
         actuator,
         MaxWindowPredictor(),
@@ -215,6 +217,13 @@ def test_post_decide_with_apply_holds_the_loop(query: PrometheusQuery) -> None:
     with TestClient(app) as client:
         answer = client.post("/decide", json=body, headers=auth)
         assert answer.status_code == 200 and answer.json()["held_until_s"] == BASE_S + 290.0
+        exposed = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for sample in family.samples
+            if sample.labels == {"pipeline": "video"}
+        }
+        assert exposed["adapter_hold_end_timestamp_seconds"] == BASE_S + 290.0
         kept = loop.step(BASE_S + 210.0)
         assert kept.held_until_s == BASE_S + 290.0 and not kept.changed
         assert [s.to_json() for s in kept.decision.stages] == answer.json()["stages"]  # type: ignore[union-attr]
