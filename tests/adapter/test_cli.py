@@ -22,7 +22,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from adapter.actuate import DryRunActuator
 from adapter.actuate.seldon import SeldonActuator
 from adapter.cli import (
-    LoopRunner,
     _register_optional,
     build_actuator,
     build_loops,
@@ -31,6 +30,7 @@ from adapter.cli import (
     settings_from_args,
 )
 from adapter.errors import AdapterError
+from adapter.loop_runner import LoopRunner
 from adapter.metrics import AdapterMetrics
 from adapter.problem import Decision, StageChoice
 from adapter.profiles import default_sla_s
