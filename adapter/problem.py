@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapter import limits
-from adapter.profiles import Profile, Stage, Variant
+from adapter.profiles import BatchPoint, Profile, Stage, Variant
 
 # Latency sums are compared with this slack so that solvers working in floating point and the
 # oracle summing in Python agree on instances that sit exactly on the SLA.
@@ -151,7 +151,7 @@ class Problem:
                 f"got {limits.quoted(list(self.batch_sizes))}",
             )
         for stage in self.profile.stages:
-            if not self._batches(stage, stage.variants):
+            if not self._points(stage):
                 raise InvalidProblem(
                     "batch_sizes",
                     f"batch_sizes {limits.quoted(list(self.batch_sizes or ()))} leave stage "
@@ -159,18 +159,21 @@ class Problem:
                 )
         object.__setattr__(self, "_options", self._least_options(self.arrival_rate_rps))
 
-    def _batches(self, stage: Stage, variants: Sequence[Variant]) -> list[tuple[Variant, int]]:
+    def _points(self, stage: Stage) -> list[tuple[Variant, BatchPoint]]:
         allowed = set(self.batch_sizes) if self.batch_sizes is not None else None
         return [
-            (variant, point.size)
-            for variant in variants
+            (variant, point)
+            for variant in stage.variants
             for point in variant.batches
             if allowed is None or point.size in allowed
         ]
 
     def option(self, stage: int, variant: Variant, batch: int, replicas: int) -> Option:
         """Every term of one stage's choice, for any replica count (the oracle walks them all)."""
-        point = variant.batch(batch)
+        return self._option(stage, variant, variant.batch(batch), replicas)
+
+    def _option(self, stage: int, variant: Variant, point: BatchPoint, replicas: int) -> Option:
+        batch = point.size
         lam = self.arrival_rate_rps
         power_w = replicas * variant.idle_power_w + lam * point.energy_per_request_j
         w = self.weights
@@ -192,7 +195,7 @@ class Problem:
             value=value,
             feasible_throughput=(
                 self.replicas_min <= replicas <= self.replicas_max
-                and replicas * self.usable_throughput_rps(variant, batch) >= lam
+                and replicas * (point.replica_throughput_rps * self.utilisation_max) >= lam
             ),
         )
 
@@ -202,17 +205,18 @@ class Problem:
 
     def stage_choices(self, stage: int) -> list[tuple[Variant, int]]:
         """The allowed (variant, batch size) pairs of one stage."""
-        s = self.profile.stages[stage]
-        return self._batches(s, s.variants)
+        return [(variant, point.size) for variant, point in self._points(self.profile.stages[stage])]
 
     def _least_options(self, carried_rps: float) -> tuple[tuple[Option, ...], ...]:
         """Per stage, each allowed (variant, batch) with the least replicas carrying `carried_rps`."""
         result = []
         for stage in range(len(self.profile.stages)):
             row = []
-            for variant, batch in self.stage_choices(stage):
-                n = least_replicas(carried_rps, self.usable_throughput_rps(variant, batch), self.replicas_min)
-                row.append(self.option(stage, variant, batch, n))
+            # (variant, measured point) pairs directly: every option is built at construction,
+            # and looking each point up again by size was most of a 5-stage solve.
+            for variant, point in self._points(self.profile.stages[stage]):
+                usable_rps = point.replica_throughput_rps * self.utilisation_max
+                row.append(self._option(stage, variant, point, least_replicas(carried_rps, usable_rps, self.replicas_min)))
             result.append(tuple(row))
         return tuple(result)
 
