@@ -119,6 +119,7 @@ SETTINGS: tuple[tuple[str, dict[str, Any], float], ...] = (
     ("SLA x0.5", {}, 0.5),
     ("SLA x2", {}, 2.0),
     ("predictor Holt (default: max of window)", {"predictor": "holt"}, 1.0),
+    ("predictor learned (tune windows)", {"predictor": "learned"}, 1.0),
 )
 
 
