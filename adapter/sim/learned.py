@@ -10,6 +10,7 @@ over [now, now + horizon), the load a configuration decided now meets until the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,3 +67,31 @@ def train(windows: Mapping[str, tuple[str, Sequence[int]]]) -> LearnedModel:
         training_split="tune",
         command=COMMAND,
     )
+
+
+def accuracy(counts_by_window: Mapping[str, Sequence[int]], step_s: int = 10) -> list[dict[str, Any]]:
+    """Each predictor (adapter.predict's defaults, looking HORIZON_S ahead) against the peak of
+    the next HORIZON_S, every `step_s` with two minutes of history, over the given windows:
+    the % of predictions below that peak (under-provisioned) and the mean prediction / peak."""
+    from adapter.predict import PREDICTOR_NAMES, make_predictor
+
+    span_s = BIN_S * BINS
+    rows: list[dict[str, Any]] = []
+    for name in PREDICTOR_NAMES:
+        predictor = make_predictor(name, window_s=float(span_s), horizon_s=float(HORIZON_S))
+        under, ratios = 0, []
+        for counts in counts_by_window.values():
+            for now in range(span_s, len(counts) - HORIZON_S + 1, step_s):
+                history = [(float(t), float(counts[t - 1])) for t in range(now - span_s + 1, now + 1)]
+                peak = max(counts[now : now + HORIZON_S])
+                predicted = predictor.predict_rps(history, float(now))
+                under += predicted < peak
+                ratios.append(predicted / max(peak, 1))
+        rows.append(
+            {
+                "predictor": name,
+                "under_pct": 100.0 * under / max(len(ratios), 1),
+                "mean_ratio": sum(ratios) / max(len(ratios), 1),
+            }
+        )
+    return rows
