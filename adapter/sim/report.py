@@ -225,6 +225,7 @@ def _curve_table(name: str, window: str, rows: Sequence[Mapping[str, Any]]) -> s
             "the walk's start, not the updates per Q-value; closing the gap needs tens of updates per "
             "Q-value (tens of times this budget) or a smaller table (e.g. replicas set from the rate rather "
             "than learned), a change of IPA's design not made here.",
+            "",
         ]
     return "\n".join([*lines, ""])
 
