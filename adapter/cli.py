@@ -312,7 +312,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--predictor",
         default="max",
         choices=PREDICTOR_NAMES,
-        help="load predictor: max of the window, or Holt",
+        help="load predictor: max of the window, Holt, or the learned model (adapter/data/predictors)",
     )
     p.add_argument(
         "--headroom", type=bounded(float, 1.0, 100.0), default=1.1, help="factor on the predicted load (>= 1)"

@@ -77,6 +77,16 @@ class QLearningSolver:
         return self._answers[key]
 
 
+def table_shape(problem: Problem, settings: QLearningSettings | None = None) -> tuple[int, int]:
+    """(states reachable for `problem`'s rate, actions per state): the Q-values its learner
+    must estimate, against which a budget of episodes x steps is spent."""
+    learner = _Learner(problem, random.Random(0), settings or QLearningSettings(), {})
+    states = 1
+    for s, pairs in enumerate(learner.pairs):
+        states *= len(pairs) * (learner.replicas_cap[s] - problem.replicas_min + 1)
+    return states, learner.n_actions
+
+
 def _family(problem: Problem) -> tuple[object, ...]:
     """What problems sharing one Q-table have in common: all but the arrival rate."""
     return (

@@ -39,7 +39,7 @@ class RunSpec:
     beta: float | None = None  # the cost weight; None: IPA's for the pipeline (policies.ipa_weights)
     interval_s: float = INTERVAL_S
     node_idle_power_w: float = 0.0  # the node power floor (0: none), per ClusterSettings' node
-    predictor: str = "max"  # "max" (IPA's max of the window) or "holt" (adapter.predict)
+    predictor: str = "max"  # "max" (IPA's max of the window), "holt" or "learned" (adapter.predict)
 
 
 def run(

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.predict import HoltPredictor, MaxWindowPredictor, make_predictor
+from adapter.predict import (
+    LEARNED_MODEL_PATH,
+    HoltPredictor,
+    LearnedPredictor,
+    MaxWindowPredictor,
+    load_learned_model,
+    make_predictor,
+)
 
 rates = st.lists(st.floats(min_value=0, max_value=1e4, allow_nan=False), min_size=1, max_size=40)
 
@@ -67,6 +79,7 @@ def test_holt_lags_a_burst_that_max_window_catches() -> None:
 def test_make_predictor_by_name() -> None:
     assert isinstance(make_predictor("max"), MaxWindowPredictor)
     assert isinstance(make_predictor("holt"), HoltPredictor)
+    assert isinstance(make_predictor("learned"), LearnedPredictor)
     with pytest.raises(ValueError, match="unknown predictor 'lstm'"):
         make_predictor("lstm")
     with pytest.raises(ValueError, match="headroom"):
@@ -84,3 +97,84 @@ def test_max_window_carries_a_rising_trend_over_the_horizon() -> None:
     assert ahead.predict_rps([(t, 20.0 - t) for t, _ in ramp], 10.0) == pytest.approx(20.0)
     with pytest.raises(ValueError, match="horizon_s"):
         MaxWindowPredictor(horizon_s=-1.0)
+
+
+def test_the_shipped_model_is_what_the_training_script_makes_from_the_tune_windows() -> None:
+    from adapter.sim.learned import train
+    from adapter.sim.report import split_windows
+    from adapter.sim.trace import evaluation_windows
+
+    windows = evaluation_windows()
+    tune, test = split_windows(windows)
+    shipped = load_learned_model()
+    assert shipped.training_split == "tune" and sorted(shipped.training_windows) == sorted(tune)
+    assert not set(shipped.training_windows) & set(test)
+    assert (Path(__file__).resolve().parents[2] / shipped.command.split()[-1]).is_file()
+    # Deterministic, and blind to the test windows: the committed tune windows, with every test
+    # window blanked, give the committed weights (to the file's rounding).
+    blanked = {n: (split, [0] * len(c) if split == "test" else c) for n, (split, c) in windows.items()}
+    fitted = train(blanked).to_json()
+    committed = json.loads(LEARNED_MODEL_PATH.read_text(encoding="utf-8"))
+    assert fitted == {
+        k: pytest.approx(v, rel=1e-6, abs=1e-9) if k in ("weights", "headroom") else v
+        for k, v in committed.items()
+    }
+
+
+def test_learned_follows_the_load_level_and_a_rise() -> None:
+    learned = make_predictor("learned")
+    steady = [(float(t), 10.0) for t in range(881, 1001)]
+    rising = [(float(t), 10.0 + max(0, t - 960)) for t in range(881, 1001)]  # 10 -> 50 req/s in 40 s
+    level = learned.predict_rps(steady, 1000.0)
+    assert 8.0 < level < 15.0  # about the level, with its calibrated headroom
+    assert learned.predict_rps(rising, 1000.0) > 40.0
+    assert learned.predict_rps([(float(t), 100.0) for t in range(881, 1001)], 1000.0) == pytest.approx(
+        10 * level
+    )
+    assert learned.predict_rps([], 1000.0) == 0.0
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=0, max_size=150))
+@settings(max_examples=60, deadline=None)
+def test_learned_never_predicts_negative_or_nan(values: list[float]) -> None:
+    predicted = make_predictor("learned").predict_rps(series(values, step_s=1.0), 1000.0)
+    assert math.isfinite(predicted) and predicted >= 0.0
+
+
+def _shipped() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(LEARNED_MODEL_PATH.read_text(encoding="utf-8"))
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d["weights"].append(1.0), "weights"),
+        (lambda d: d["weights"].__setitem__(0, 1e9), "weights"),
+        (lambda d: d.__setitem__("headroom", "1.1"), "headroom"),
+        (lambda d: d.__setitem__("bins", 10**9), "bins"),
+        (lambda d: d.__setitem__("extra", 1), "keys"),
+        (lambda d: d["training"].__setitem__("split", "test"), "training.split"),
+        (lambda d: d["training"].__setitem__("windows", []), "training.windows"),
+        (lambda d: d.__setitem__("format", 2), "format"),
+    ],
+)
+def test_a_hostile_model_file_is_refused_naming_the_field(tmp_path: Path, change: Any, field: str) -> None:
+    doc = _shipped()
+    change(doc)
+    path = tmp_path / "learned.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ValueError, match=field):
+        load_learned_model(path)
+
+
+def test_a_non_finite_or_oversized_model_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "learned.json"
+    path.write_text(
+        json.dumps(_shipped()).replace('"headroom": 1', '"headroom": NaN, "x": 1'), encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match="NaN is not a finite number"):
+        load_learned_model(path)
+    path.write_text(" " * 70_000 + json.dumps(_shipped()), encoding="utf-8")
+    with pytest.raises(ValueError, match="over 65536 bytes"):
+        load_learned_model(path)

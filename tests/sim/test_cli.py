@@ -95,6 +95,7 @@ def test_evaluate_writes_a_report_with_the_headline_and_plots(profile_path: Path
     for policy in ("ipa", "energy", "fa2-low", "fa2-high", "rim-high", "qlearning"):
         assert f"| {policy} |" in text
     assert "sensitivity" in text and "| switch delay 30 s |" in text
+    assert "| predictor learned (tune windows) |" in text and "## Load predictors" in text
     for png in ("video-decisions.png", "video-frontier.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))

@@ -83,3 +83,17 @@ def test_the_learning_curve_starts_at_the_start_state_and_closes_the_gap() -> No
     assert untrained["episodes"] == 0 and untrained["at_start"] == 2
     assert trained["within"] == trained["feasible"] == 2
     assert trained["mean_gap_pct"] < untrained["mean_gap_pct"] or untrained["feasible"] < 2
+    assert trained["misses"] == 0 and untrained["misses"] == 2 - untrained["within"]
+    # 1296 states x 12 actions per problem (both rates need at most 6 replicas): 100 steps an episode.
+    assert untrained["updates_per_q"] == 0.0
+    assert trained["updates_per_q"] == pytest.approx(1000 * 100 / trained["q_values_mean"])
+    assert 0 < trained["q_values_mean"] <= 1296 * 12
+
+
+def test_table_shape_counts_the_reachable_states_and_the_actions() -> None:
+    from adapter.sim.qlearning import table_shape
+
+    states, actions = table_shape(SMALL)
+    assert actions == 12  # 2 stages x (variant, replicas, batch) x (+1, -1)
+    # 3 variants x 2 batches per stage, replicas 1 up to what the slowest option needs (<= 6).
+    assert states % 36 == 0 and 36 <= states <= 36 * 36
