@@ -7,7 +7,7 @@ import json
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -118,6 +118,9 @@ class Profile(BaseModel):
     sla_s: float | None = Field(default=None, gt=0, le=limits.MAX_SLA_S)
     # IPA's weights for this pipeline; absent: adapter.sim.policies' table by pipeline name.
     ipa_weights: IpaWeights | None = None
+    # Where idle_power_w and energy_per_request_j come from: energyd's source at profiling time
+    # (`adapter profile` writes it). Absent: not stated, which the evaluation treats as an estimate.
+    energy_source: Literal["estimate", "powercap", "perf", "nvml"] | None = None
     stages: tuple[Stage, ...] = Field(min_length=1, max_length=limits.MAX_STAGES)
 
     @model_validator(mode="after")
@@ -190,3 +193,12 @@ def load_profiles(directory: Path) -> dict[str, Profile]:
             raise ProfileError(str(path), "pipeline", f"duplicate pipeline name {profile.pipeline!r}")
         profiles[profile.pipeline] = profile
     return profiles
+
+
+MEASURED_ENERGY_SOURCES = frozenset({"powercap", "perf", "nvml"})
+
+
+def measured_energy_source(profile: Profile) -> str | None:
+    """The meter the profile's energy was measured with (powercap, perf, nvml), or None when it is
+    an estimate or not stated."""
+    return profile.energy_source if profile.energy_source in MEASURED_ENERGY_SOURCES else None

@@ -194,6 +194,7 @@ def _profile(args: argparse.Namespace) -> int:
             gpu_words, gpu_energy, args.idle_s, args.latency_stat, "; ".join([host, *extra])
         )
         energy, summary = gpu_energy, f"NVML energy, GPU idle {gpu_energy.idle_w:.1f} W"
+        energy_source = "nvml"
     else:
         model = fit_power_model(windows)
         measured_on = describe_run(
@@ -206,9 +207,10 @@ def _profile(args: argparse.Namespace) -> int:
             "; ".join(extra),
         )
         energy = CpuEnergy(model, node_cpus)
+        energy_source = source.name
         summary = f"{source.name} energy, fit {model.idle_w:.2f} W idle + {model.busy_core_w:.2f} W/busy core"
     name = args.name or args.pipeline
-    profile = build_profile(name, measured_on, measured, energy, args.latency_stat)
+    profile = build_profile(name, measured_on, measured, energy, args.latency_stat, energy_source)
     out = args.out or Path(f"{name}.yaml")
     write_profile(profile, out)
     print(f"wrote {out} ({summary})")

@@ -97,11 +97,14 @@ def build_profile(
     stages: Sequence[MeasuredStage],
     energy: ReplicaEnergy,
     statistic: str,
+    energy_source: str,
 ) -> Profile:
-    """The profile object, validated exactly as `load_profile` validates a file."""
+    """The profile object, validated exactly as `load_profile` validates a file. `energy_source`
+    is energyd's source the energy came from (estimate, powercap, perf or nvml)."""
     data = {
         "pipeline": pipeline,
         "measured_on": measured_on,
+        "energy_source": energy_source,
         "stages": [
             {
                 "name": stage.name,

@@ -148,11 +148,12 @@ def test_measured_profile_has_the_exact_figures_and_loads(tmp_path: Path) -> Non
 
     stage = MeasuredStage("spin", (MeasuredVariant("py", 50.0, "made up for the test", 1, result),))
     measured_on = describe_run(2, "test CPU", source.name, source.measured, model, "p99")
-    profile = build_profile("toy", measured_on, [stage], CpuEnergy(model, 2), "p99")
+    profile = build_profile("toy", measured_on, [stage], CpuEnergy(model, 2), "p99", source.name)
     path = tmp_path / "toy.yaml"
     write_profile(profile, path)
     loaded = load_profile(path)
     assert loaded == profile
+    assert loaded.energy_source == source.name
     variant = loaded.stages[0].variant("py")
     assert variant.idle_power_w == pytest.approx(20.0)  # half the node's idle power per core
     assert [b.size for b in variant.batches] == [1, 2, 4]
@@ -178,7 +179,7 @@ def test_real_clocks_and_real_proc(tmp_path: Path) -> None:
     model = fit_power_model([meter.idle_window(0.2), *(p.window for p in result.points)])
     stage = MeasuredStage("spin", (MeasuredVariant("py", 50.0, "made up for the test", 1, result),))
     path = tmp_path / "real.yaml"
-    write_profile(build_profile("real", "here", [stage], CpuEnergy(model, online_cpus()), "median"), path)
+    write_profile(build_profile("real", "here", [stage], CpuEnergy(model, online_cpus()), "median", "powercap"), path)
     variant = load_profile(path).stages[0].variant("py")
     for point, batch in zip(result.points, variant.batches, strict=True):
         assert len(point.latencies_s) >= 3

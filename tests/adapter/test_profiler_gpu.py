@@ -71,9 +71,10 @@ def test_the_cuda_path_measures_energy_above_idle_per_request(tmp_path: Path) ->
     energy = GpuEnergy.from_idle([windows[0], windows[-1]])
     assert energy.idle_w == pytest.approx(IDLE_W)
     measured_on = describe_gpu_run(gpu_words, energy, 2.0, "median", "host test")
-    profile = build_profile("toy", measured_on, measured, energy, "median")
+    profile = build_profile("toy", measured_on, measured, energy, "median", "nvml")
     path = tmp_path / "toy-gpu.yaml"
     write_profile(profile, path)
+    assert load_profile(path).energy_source == "nvml"
     variant = load_profile(path).stages[0].variant("toy")
     assert variant.idle_power_w == pytest.approx(IDLE_W)  # the whole GPU is one replica
     for batch in variant.batches:
