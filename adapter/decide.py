@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapter import limits
 from adapter.errors import AdapterError
 from adapter.loop import DEFAULT_HOLD_S, MAX_HOLD_S
-from adapter.problem import Decision, InvalidProblem, Problem, Solver, Weights
+from adapter.problem import Decision, InvalidProblem, Problem, Solver, StageChoice, Weights
 from adapter.profiles import Profile
 from adapter.solve import SolverName, SolverUnavailable
 from adapter.solve.common import SolverTimeout
@@ -87,24 +87,13 @@ class DecideRequest(BaseModel):
     )
 
 
-class StageOut(BaseModel):
-    stage: str
-    variant: str
-    replicas: int
-    batch: int
-    latency_s: float
-    queue_s: float
-    power_w: float
-    cores: float
-
-
 class DecideResponse(BaseModel):
     """The decision (shared/interfaces.md); when infeasible, `binding` says what binds and
     `stages` hold the best effort."""
 
     feasible: bool
     objective: float
-    stages: list[StageOut]
+    stages: list[StageChoice]  # the dataclass the solvers fill: one schema, no copy
     pas: float
     cores: float
     power_w: float
