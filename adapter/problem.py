@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from adapter import limits
@@ -292,16 +292,7 @@ class StageChoice:
     cores: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "stage": self.stage,
-            "variant": self.variant,
-            "replicas": self.replicas,
-            "batch": self.batch,
-            "latency_s": self.latency_s,
-            "queue_s": self.queue_s,
-            "power_w": self.power_w,
-            "cores": self.cores,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
