@@ -45,11 +45,10 @@ TUNED = "energy frontier, tuned gamma"
 Window = tuple[str, Sequence[int]]  # (split, counts)
 
 
-def measured_first(profile_paths: Sequence[Path]) -> tuple[list[Path], dict[Path, str | None]]:
+def measured_first(profiles: Mapping[Path, Profile]) -> dict[Path, Profile]:
     """The profiles with measured energy first (the report leads with them), the estimated ones
-    after in the order given; and each one's meter (None: an estimate or not stated)."""
-    meters = {path: measured_energy_source(load_profile(path)) for path in profile_paths}
-    return sorted(profile_paths, key=lambda path: meters[path] is None), meters
+    after in the order given."""
+    return dict(sorted(profiles.items(), key=lambda item: measured_energy_source(item[1]) is None))
 
 
 def evaluate(
@@ -65,14 +64,15 @@ def evaluate(
     `windows` defaults to trace.evaluation_windows() (IPA's four and the drawn ones)."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    profile_paths, meters = measured_first(profile_paths)
+    # Each file parsed once: the runs, the analysis and the report all read these.
+    profiles = measured_first({path: load_profile(path) for path in profile_paths})
     if windows is None:
         windows = trace.evaluation_windows()
     tune, test = split_windows(windows)
     shown = DECISIONS_WINDOW if DECISIONS_WINDOW in windows else test[0]
     tasks: list[Task] = []
-    for path in profile_paths:
-        beta = ipa_weights(load_profile(path)).beta
+    for path in profiles:
+        beta = ipa_weights(profiles[path]).beta
         # Q-learning first: its runs are the slowest, and the pool's tail is then short.
         for policy in sorted(POLICY_NAMES, key=lambda p: p != "qlearning"):
             for name, (_, counts) in windows.items():
@@ -87,8 +87,7 @@ def evaluate(
     for r in results:
         r["floor_energy_j"] = r["energy_j"] + node_idle_power_w * r["node_s"]
     sections, summaries = [], {}
-    for path in profile_paths:
-        profile = load_profile(path)
+    for path, profile in profiles.items():
         mine = [(t, r) for t, r in zip(tasks, results, strict=True) if t.profile_path == path]
         summary = analyse(profile, mine, list(windows), tune, test)
         logs = {_shown_name(t.spec.policy): r["log"] for t, r in mine if t.keep_log}
@@ -104,7 +103,7 @@ def evaluate(
             + _curve_table(name, shown, summary["qlearning_curve"])
         )
         summaries[name] = summary
-    sensitivity(profile_paths, windows, test, summaries, jobs, solver)
+    sensitivity(profiles, windows, test, summaries, jobs, solver)
     sections = [
         section + _sensitivity_table(name, summaries[name]["sensitivity"])
         for name, section in zip(summaries, sections, strict=True)
@@ -118,7 +117,7 @@ def evaluate(
         _document(
             sections,
             summaries,
-            {load_profile(path).pipeline: meters[path] for path in profile_paths},
+            {profile.pipeline: measured_energy_source(profile) for profile in profiles.values()},
             tune,
             test,
             len(tasks),
@@ -145,7 +144,7 @@ SETTINGS: tuple[tuple[str, dict[str, Any], float], ...] = (
 
 
 def sensitivity(
-    profile_paths: Sequence[Path],
+    profiles: Mapping[Path, Profile],
     windows: Mapping[str, Window],
     test: list[str],
     summaries: dict[str, Any],
@@ -156,8 +155,7 @@ def sensitivity(
     SETTINGS; adds a
     `sensitivity` table to each pipeline's summary."""
     tasks: list[Task] = []
-    for path in profile_paths:
-        profile = load_profile(path)
+    for path, profile in profiles.items():
         gamma = summaries[profile.pipeline]["energy_j"]["gamma"]
         for _, overrides, factor in SETTINGS:
             sla = default_sla_s(profile) * factor
@@ -170,7 +168,7 @@ def sensitivity(
                 tuned = RunSpec("energy", solver=solver, sla_s=sla, beta=0.0, gamma=gamma, **overrides)
                 tasks.append(Task(path, n, counts, tuned))
     results = iter(run_tasks(tasks, jobs))
-    for path in profile_paths:
+    for profile in profiles.values():
         rows = []
         for label, _, _ in SETTINGS:
             pairs = [(next(results), next(results)) for _ in test]
@@ -178,7 +176,7 @@ def sensitivity(
             energy = pooled([b | {"floor_energy_j": 0.0} for _, b in pairs])
             change = _interval([100.0 * (b["energy_j"] / a["energy_j"] - 1.0) for a, b in pairs], len(test))
             rows.append({"setting": label, "ipa": ipa, "energy": energy, "joules_change_pct": change})
-        summaries[load_profile(path).pipeline]["sensitivity"] = rows
+        summaries[profile.pipeline]["sensitivity"] = rows
 
 
 def _sensitivity_table(name: str, rows: Sequence[Mapping[str, Any]]) -> str:

@@ -35,8 +35,9 @@ def test_measured_profiles_lead_and_are_labelled(tmp_path: Path) -> None:
     unstated = _with_source(tmp_path, "old", None)
     gpu = _with_source(tmp_path, "gpu", "nvml")
     rapl = _with_source(tmp_path, "rapl", "powercap")
-    order, meters = report.measured_first([estimated, gpu, unstated, rapl])
-    assert order == [gpu, rapl, estimated, unstated]
+    profiles = report.measured_first({path: load_profile(path) for path in (estimated, gpu, unstated, rapl)})
+    assert list(profiles) == [gpu, rapl, estimated, unstated]
+    meters = {path: measured_energy_source(profile) for path, profile in profiles.items()}
     assert meters == {estimated: None, gpu: "nvml", unstated: None, rapl: "powercap"}
     assert "**Energy is measured** (energyd's nvml source" in report._energy_words(load_profile(gpu))
     assert "**Energy is an estimate**" in report._energy_words(load_profile(unstated))
