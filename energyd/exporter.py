@@ -172,7 +172,9 @@ class SnapshotRenderer:
             ),
         )
         # Zero series from the start for the failures every node can have, so increase() sees the first.
-        always = ((snap.source, "read_failed"), ("procstat", "unreadable"), ("cgroup", "unreadable"))
+        always = [(snap.source, "read_failed"), ("procstat", "unreadable"), ("cgroup", "unreadable")]
+        if snap.gpu_info:
+            always.append(("nvml", "gpu_lost"))
         _family(
             out,
             "energyd_read_errors_total",

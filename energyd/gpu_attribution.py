@@ -128,8 +128,7 @@ class GpuSampler:
         self._container_j: dict[str, dict[tuple[str, str], float]] = {}
         self._unattributed_j: dict[tuple[str, str], float] = {}
         self._seen_s: dict[str, float] = {}
-        # Failed reads by NVML error kind; gpu_lost exported from the start so increase() sees the first.
-        self.errors: Counter[str] = Counter({"gpu_lost": 0})
+        self.errors: Counter[str] = Counter()  # failed reads by NVML error kind
 
     def _detect(self, gpu: _Gpu) -> None:
         gpu.method = detect_method(self._nvml, gpu.device)
