@@ -189,14 +189,17 @@ class PrometheusQuery:
 
     def request_rate_promql(self, pipeline: str) -> str:
         """The offered load: the arrival counter's rate; else the served rate plus the backlog's
-        growth per second; else (neither configured) the served rate alone."""
+        growth per second, at least 0 (a backlog that empties by timeouts or cancellations, not
+        by serving, shrinks faster than requests are served: no demand, not a negative one);
+        else (neither configured) the served rate alone."""
         selector = f"{{{self.pipeline_label}={_label_value(pipeline)}}}"
         window = self._window()
         if self.arrival_metric:
             return f"sum(rate({self.arrival_metric}{selector}[{window}]))"
         served = f"sum(rate({self.request_metric}{selector}[{window}]))"
         if self.backlog_metric:
-            return f"{served} + sum(delta({self.backlog_metric}{selector}[{window}])) / {window[:-1]}"
+            growth = f"sum(delta({self.backlog_metric}{selector}[{window}])) / {window[:-1]}"
+            return f"clamp_min({served} + {growth}, 0)"
         return served
 
     def request_rate_history(self, pipeline: str, now_s: float, window_s: float) -> Sequence[RateSample]:

@@ -170,7 +170,8 @@ class SimCluster:
         served_rps = (self._served_at[t] - self._served_at[t - w]) / w
         if signal == "served":
             return served_rps
-        return served_rps + (self._in_flight_at[t] - self._in_flight_at[t - w]) / w
+        # As the production PromQL (clamp_min(..., 0)): drops empty the backlog without serving.
+        return max(0.0, served_rps + (self._in_flight_at[t] - self._in_flight_at[t - w]) / w)
 
     # Actuator
     def apply(self, pipeline: str, decision: Decision) -> bool:

@@ -55,6 +55,9 @@ def _demand_lines() -> list[str]:
     for t in range(0, 601, 5):
         in_flight = 5.0 * min(max(t - 300, 0), 100)
         gauge.append(f'envoy_cluster_upstream_rq_active{{deployment_name="video"}} {in_flight} {BASE_S + t}')
+        # "drain": nothing served, and a backlog of 500 that times out between 300 and 320 s.
+        timed_out = 500.0 if t < 300 else max(0.0, 500.0 - 25.0 * (t - 300))
+        gauge.append(f'envoy_cluster_upstream_rq_active{{deployment_name="drain"}} {timed_out} {BASE_S + t}')
         arrivals.append(f'envoy_cluster_upstream_rq_total{{deployment_name="video"}} {arrived} {BASE_S + t}')
         arrived += 5 * (4.0 if t < 300 else 25.0)
     return gauge + arrivals
@@ -63,6 +66,7 @@ def _demand_lines() -> list[str]:
 @pytest.fixture(scope="module")
 def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     lines = request_counter_lines("video", BASE_S, 600, _rate) + _energy_lines() + _demand_lines()
+    lines += request_counter_lines("drain", BASE_S, 600, lambda t: 0.0)
     with backfilled_prometheus(tmp_path_factory.mktemp("prom"), lines) as url:
         yield url
 
@@ -115,9 +119,11 @@ def test_the_offered_load_is_the_arrival_counter_or_served_plus_backlog_growth(p
         assert served.request_rate_history("video", at_s, 10)[-1][1] == pytest.approx(20.0)
     with PrometheusQuery(prometheus_url, rate_window_s=30, backlog_metric=ENVOY_IN_FLIGHT) as backlog:
         assert backlog.request_rate_promql("video") == (
-            'sum(rate(seldon_api_executor_server_requests_seconds_count{deployment_name="video"}[30s]))'
-            ' + sum(delta(envoy_cluster_upstream_rq_active{deployment_name="video"}[30s])) / 30'
+            'clamp_min(sum(rate(seldon_api_executor_server_requests_seconds_count{deployment_name="video"}[30s]))'
+            ' + sum(delta(envoy_cluster_upstream_rq_active{deployment_name="video"}[30s])) / 30, 0)'
         )
+        # A backlog emptied by timeouts, nothing served: no demand (the sum alone is -500/30).
+        assert backlog.request_rate_history("drain", BASE_S + 320.0, 10)[-1][1] == 0.0
         assert backlog.request_rate_history("video", at_s, 10)[-1][1] == pytest.approx(25.0)
         # Once the backlog stops growing (400 s), the estimate is the served rate again.
         assert backlog.request_rate_history("video", BASE_S + 500.0, 10)[-1][1] == pytest.approx(20.0)
